@@ -1,0 +1,19 @@
+"""Fitting engines (closed-form EM and TraceEnum_ELBO) and their comparison."""
+
+from .compare import Comparison, adjusted_rand_index, alignment, compare, permute
+from .em import fit_em
+from .enumeration import (
+    pyro_gradient,
+    pyro_log_likelihood,
+    pyro_map_assignments,
+    pyro_posterior,
+)
+from .fit import Fit, Progress
+from .init import INIT_METHODS, initialize
+from .vi import fit_vi
+
+__all__ = [
+    "Comparison", "Fit", "INIT_METHODS", "Progress", "adjusted_rand_index", "alignment",
+    "compare", "fit_em", "fit_vi", "initialize", "permute", "pyro_log_likelihood",
+    "pyro_gradient", "pyro_map_assignments", "pyro_posterior",
+]

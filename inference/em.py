@@ -1,0 +1,206 @@
+"""The one EM loop for every model: E-step, M-step, trace, convergence, restarts, hard EM.
+
+The loop only talks to a model through ``shift``, ``prepare``, ``expect``,
+``summarize`` and ``maximize`` (see :mod:`models.base`). Statistics are summed
+over chunks of the data, so memory stays at the data plus one chunk's
+intermediates, and the same code would sum statistics across processes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import torch
+
+from models.params import Params
+from models.validation import check_int, check_k, precision_notes
+
+from .fit import Fit, Progress
+
+#: prepared statistics up to this size are computed once and kept for all iterations
+CACHE_BYTES = 1 << 30
+
+
+def add_stats(a: dict | None, b: dict) -> dict:
+    """Sum two additive statistics (dicts of tensors)."""
+    return dict(b) if a is None else {key: a[key] + b[key] for key in b}
+
+
+class Chunks:
+    """The data split into chunks, with each chunk's prepared form cached when it fits."""
+
+    def __init__(self, model, data: torch.Tensor, shift, chunk_size: int | None, cache_bytes: int):
+        self.model, self.data, self.shift = model, data, shift
+        n = data.shape[0]
+        probe = model.prepare(data[:16], shift)
+        row_bytes = sum(t.numel() * t.element_size() for t in probe if torch.is_tensor(t)) / len(
+            data[:16])
+        if chunk_size is None:
+            fits = row_bytes * n <= cache_bytes
+            chunk_size = n if fits else max(1, int(cache_bytes // row_bytes))
+        self.slices = [slice(i, min(i + chunk_size, n)) for i in range(0, n, chunk_size)]
+        self.cache = None
+        if row_bytes * n <= cache_bytes:
+            self.cache = [model.prepare(data[s], shift) for s in self.slices]
+
+    def __len__(self) -> int:
+        return len(self.slices)
+
+    def prepared(self):
+        if self.cache is not None:
+            yield from self.cache
+        else:
+            for s in self.slices:
+                yield self.model.prepare(self.data[s], self.shift)
+
+    def expect(self, params: Params, hard: bool, keep_scores: bool):
+        """E-step over all chunks: summed stats, log-likelihood, objective; scores if asked."""
+        stats, log_lik, objective, scores, last = None, 0.0, 0.0, [], None
+        for prepared in self.prepared():
+            step = self.model.expect(prepared, params, hard)
+            stats = add_stats(stats, step.stats)
+            log_lik = log_lik + step.log_likelihood
+            objective = objective + step.objective
+            if keep_scores:
+                scores.append(step.scores)
+            last = step
+        scores = torch.cat(scores, -1) if keep_scores else None
+        responsibilities = last.responsibilities if len(self) == 1 else None
+        return stats, log_lik, objective, responsibilities, scores
+
+    def responsibilities(self, params: Params, hard: bool) -> torch.Tensor:
+        return torch.cat([self.model.expect(p, params, hard).responsibilities
+                          for p in self.prepared()], -2)
+
+
+def _relocate_empty(model, chunks: Chunks, stats: dict, scores, params: Params, batch):
+    """Hard EM: move each empty component to the point farthest from its centre.
+
+    The farthest points are those with the lowest log joint under their MAP
+    component; their statistics move from their old component to the empty one
+    (statistics are linear in the responsibilities). As scikit-learn's k-means.
+
+    Returns:
+        The corrected statistics and the relocated components, ``[(restart, component)]``.
+    """
+    empty = model.empty_components(stats)
+    if not bool(empty.any()):
+        return stats, []
+    moved = []
+    stats = {key: value.clone() for key, value in stats.items()}
+    for b in range(math.prod(batch)) if batch else [None]:
+        mask = empty if b is None else empty[b]
+        targets = torch.nonzero(mask).flatten()
+        if len(targets) == 0:
+            continue
+        moved += [(b, int(t)) for t in targets]
+        order = torch.argsort(scores if b is None else scores[b])[: len(targets)]
+        local = params if b is None else params.select(b, model.specs)
+        prepared = model.prepare(chunks.data[order], chunks.shift)
+        old = model.expect(prepared, local, True).responsibilities
+        new = torch.nn.functional.one_hot(targets, model.k).to(old.dtype)
+        delta = model.summarize(prepared, new - old)
+        for key in stats:
+            if b is None:
+                stats[key] += delta[key]
+            else:
+                stats[key][b] += delta[key]
+    return stats, moved
+
+
+def _freeze(done: torch.Tensor, old: Params, new: Params, specs) -> Params:
+    """Keep converged restarts where they are."""
+    if done.dim() == 0:
+        return new
+    out = Params()
+    for key, value in new.items():
+        mask = done.reshape(done.shape + (1,) * (value.dim() - done.dim()))
+        out[key] = torch.where(mask, old[key], value)
+    return out
+
+
+def fit_em(model, data, init, *, max_iter: int = 1000, tol: float = 1e-8, hard: bool | None = None,
+           chunk_size: int | None = None, callback: Callable[[Progress], None] | None = None,
+           record_params: bool = True, cache_bytes: int = CACHE_BYTES) -> Fit:
+    """Fit ``model`` to ``data`` by EM from ``init``.
+
+    Args:
+        model: a model (see :mod:`models.base`).
+        data: ``(n, ...)`` observations.
+        init: initial parameters; a leading restart dimension ``(R, ...)`` runs R
+            EMs at once in one vectorised loop and keeps the best.
+        max_iter: most M-steps.
+        tol: stop when the objective's relative change ``|f_t - f_{t-1}| / |f_{t-1}|``
+            is at most ``tol`` (for every restart).
+        hard: classification EM (MAP assignments); ``None`` takes the model's default.
+        chunk_size: observations per chunk (``None``: all at once if they fit ``cache_bytes``).
+        callback: called with a :class:`Progress` after every E-step.
+        record_params: keep the parameters of every iteration in ``param_trace``.
+
+    Returns:
+        A :class:`Fit`; its traces start at ``init`` (index 0).
+    """
+    notes = precision_notes(data)
+    data = model.check_data(data)
+    check_k(model.k, data.shape[0])
+    params = model.check_params(init, "init")
+    max_iter = check_int(max_iter, "max_iter", low=0)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+        raise ValueError(f"tol: expected a number >= 0, got {tol!r}")
+    hard = model.default_hard if hard is None else bool(hard)
+    if chunk_size is not None:
+        chunk_size = check_int(chunk_size, "chunk_size", low=1)
+    batch = params.batch_shape(model.specs)
+    method = "hard-em" if hard else "em"
+
+    start = time.perf_counter()
+    shift = model.shift(data)
+    chunks = Chunks(model, data, shift, chunk_size, cache_bytes)
+    objectives, log_liks, seconds, trace, events = [], [], [], [], []
+    done = torch.zeros(batch, dtype=torch.bool)
+    previous = None
+    for iteration in range(max_iter + 1):
+        stats, log_lik, objective, resp, scores = chunks.expect(params, hard, keep_scores=hard)
+        objectives.append(objective)
+        log_liks.append(log_lik)
+        seconds.append(time.perf_counter() - start)
+        if record_params:
+            trace.append(params.detach())
+        if callback is not None:
+            callback(Progress(method, iteration, max_iter, float(objective.max()), seconds[-1]))
+        if previous is not None:
+            done = done | ((objective - previous).abs() <= tol * previous.abs())
+        if bool(done.all()) or iteration == max_iter:
+            break
+        if hard:
+            stats, moved = _relocate_empty(model, chunks, stats, scores, params, batch)
+            events += [{"iteration": iteration, "event": "relocated empty component",
+                        "restart": b, "component": j} for b, j in moved]
+        params = _freeze(done, params, model.maximize(stats, params, shift), model.specs)
+        previous = objective
+
+    final = torch.stack(objectives)  # (T, *batch)
+    best = int(final[-1].argmax()) if batch else 0
+    pick = (lambda t: t[:, best]) if batch else (lambda t: t)
+    if resp is None:
+        resp = chunks.responsibilities(params, hard)
+    return Fit(
+        model=model,
+        method=method,
+        params=params.select(best, model.specs),
+        log_likelihood=float(log_liks[-1][best] if batch else log_liks[-1]),
+        objective=pick(final),
+        log_likelihood_trace=pick(torch.stack(log_liks)),
+        seconds=torch.tensor(seconds, dtype=torch.float64),
+        iterations=len(objectives) - 1,
+        converged=bool(done.all()),
+        responsibilities=resp[best] if batch else resp,
+        param_trace=[p.select(best, model.specs) for p in trace] if record_params else None,
+        restart_log_likelihoods=torch.stack(log_liks)[-1].reshape(-1),
+        best_restart=best,
+        m_step=model.m_step_kind,
+        notes=notes,
+        events=[e for e in events if e["restart"] in (None, best)],
+    )

@@ -1,0 +1,124 @@
+"""One result type for both fitting paths, with scikit-learn's conveniences on top."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+from torch.distributions import constraints
+
+from models.params import Params
+
+
+class Progress(NamedTuple):
+    """What a fitting loop tells its callback after each iteration or step."""
+
+    method: str
+    iteration: int
+    max_iterations: int
+    objective: float
+    seconds: float
+
+
+@dataclass
+class Fit:
+    """The outcome of ``fit_em`` or ``fit_vi``.
+
+    Attributes:
+        model: the model that was fitted.
+        method: ``em``, ``hard-em``, ``vi-adam`` or ``vi-lbfgs``.
+        params: final parameters of the best restart (no batch dimension).
+        log_likelihood: marginal log-likelihood of the data at ``params``.
+        objective: ``(T,)`` what the method maximised, per iteration (index 0 = init).
+        log_likelihood_trace: ``(T,)`` marginal log-likelihood per iteration.
+        seconds: ``(T,)`` wall-clock seconds since the fit started.
+        iterations: EM iterations (M-steps) or optimiser steps taken.
+        converged: whether the relative change fell below ``tol``.
+        responsibilities: ``(n, k)`` posterior assignments at ``params``.
+        param_trace: parameters per iteration (best restart), if recorded.
+        restart_log_likelihoods: ``(R,)`` final log-likelihood of every restart.
+        best_restart: index of the restart kept.
+        m_step: ``closed-form``, ``generic`` (numerical) or ``none`` (VI).
+        notes: anything the user should know (promotions, collapsed components).
+        events: what happened at given iterations, e.g. an empty component relocated
+            (``{"iteration": t, "event": ..., ...}``); such a step may lower the objective.
+    """
+
+    model: object = field(repr=False)
+    method: str
+    params: Params
+    log_likelihood: float
+    objective: torch.Tensor
+    log_likelihood_trace: torch.Tensor
+    seconds: torch.Tensor
+    iterations: int
+    converged: bool
+    responsibilities: torch.Tensor = field(repr=False)
+    param_trace: list | None = field(default=None, repr=False)
+    restart_log_likelihoods: torch.Tensor | None = None
+    best_restart: int = 0
+    m_step: str = "closed-form"
+    notes: list = field(default_factory=list)
+    events: list = field(default_factory=list)
+
+    @property
+    def assignments(self) -> torch.Tensor:
+        """``(n,)`` MAP component of each training point."""
+        return self.responsibilities.argmax(-1)
+
+    @property
+    def elapsed(self) -> float:
+        return float(self.seconds[-1]) if len(self.seconds) else 0.0
+
+    # -- scikit-learn style conveniences on new data ------------------------------------
+    def predict_proba(self, data) -> torch.Tensor:
+        """``(n, k)`` posterior probabilities of each component."""
+        return self.model.e_step(data, self.params)[0]
+
+    def predict(self, data) -> torch.Tensor:
+        """``(n,)`` most probable component."""
+        return self.predict_proba(data).argmax(-1)
+
+    def score_samples(self, data) -> torch.Tensor:
+        """``(n,)`` log density of each observation."""
+        return torch.logsumexp(self.model.log_joint(data, self.params), -1)
+
+    def score(self, data) -> float:
+        """Mean log density per observation (as scikit-learn's ``score``)."""
+        return float(self.score_samples(data).mean())
+
+    def sample(self, n: int, seed: int = 0):
+        """``(data, assignments)`` drawn from the fitted model's Pyro program."""
+        return self.model.simulate(self.params, n, seed=seed)
+
+    def n_parameters(self) -> int:
+        """Number of free scalar parameters (simplex and Cholesky constraints counted)."""
+        return free_parameter_count(self.model)
+
+    def bic(self, data) -> float:
+        """Bayesian information criterion on ``data`` (lower is better)."""
+        n = self.model.check_data(data).shape[0]
+        return -2 * self.score(data) * n + self.n_parameters() * math.log(n)
+
+    def aic(self, data) -> float:
+        """Akaike information criterion on ``data`` (lower is better)."""
+        n = self.model.check_data(data).shape[0]
+        return -2 * self.score(data) * n + 2 * self.n_parameters()
+
+
+def free_parameter_count(model) -> int:
+    """Free scalars in a model's specs, respecting simplex and Cholesky constraints."""
+    total = 0
+    for spec in model.specs.values():
+        if spec.fixed:
+            continue
+        size = math.prod(spec.shape)
+        if spec.constraint is constraints.simplex:
+            size -= size // spec.shape[-1]
+        elif spec.constraint is constraints.lower_cholesky:
+            d = spec.shape[-1]
+            size = size // (d * d) * d * (d + 1) // 2
+        total += size
+    return total

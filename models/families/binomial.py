@@ -1,0 +1,71 @@
+"""Binomial components: heads out of a fixed number of tosses (the seeds' two coins).
+
+Parameters: ``probs: (k,)``, each component's chance of heads.
+``log p(x | p) = x logit(p) + tosses log(1 - p) + log C(tosses, x)``.
+"""
+
+from __future__ import annotations
+
+import pyro.distributions as dist
+import torch
+from torch.distributions import constraints
+
+from ..params import ParamSpec
+from ..validation import check_data, check_int
+from .base import Family, pick
+
+LOGIT_LIMIT = 700.0  # exp(-700) ~ 1e-304: keeps 0 * logit(0) from becoming NaN
+
+
+class Binomial(Family):
+    """Counts of successes out of ``tosses`` trials per observation.
+
+    Args:
+        tosses: number of trials behind each observation.
+    """
+
+    name = "binomial"
+    event_shape = ()
+
+    def __init__(self, tosses: int = 10):
+        self.tosses = check_int(tosses, "tosses", low=1)
+
+    def describe(self) -> str:
+        return f"binomial(tosses={self.tosses})"
+
+    def specs(self, k):
+        return {"probs": ParamSpec((k,), constraints.unit_interval, doc="chance of heads")}
+
+    def check_data(self, data, name="data"):
+        x = check_data(data, name, ())
+        bad = (x < 0) | (x > self.tosses) | (x != x.round())
+        if bad.any():
+            i = int(torch.nonzero(bad)[0])
+            raise ValueError(
+                f"{name}: expected whole numbers of heads in [0, tosses={self.tosses}], "
+                f"found {x[i].item()} at index {i}"
+            )
+        return x
+
+    def statistics(self, data, shift):
+        return data.unsqueeze(-1)
+
+    def log_base(self, data):
+        n = torch.as_tensor(float(self.tosses), dtype=data.dtype)
+        return torch.lgamma(n + 1) - torch.lgamma(data + 1) - torch.lgamma(n - data + 1)
+
+    def natural(self, params, shift):
+        logits = torch.logit(params["probs"]).clamp(-LOGIT_LIMIT, LOGIT_LIMIT)
+        return logits.unsqueeze(-1), self.tosses * torch.nn.functional.softplus(logits)
+
+    def maximize(self, counts, sums, shift, params):
+        return {"probs": (sums[..., 0] / (counts * self.tosses)).clamp(0, 1)}
+
+    def distribution(self, params, z):
+        return dist.Binomial(self.tosses, probs=pick(params["probs"], z, 0))
+
+    def features(self, data):
+        return (data / self.tosses).unsqueeze(-1)
+
+    def random_params(self, k, data, generator):
+        return {"probs": 0.05 + 0.9 * torch.rand(k, generator=generator, dtype=data.dtype)}

@@ -1,0 +1,35 @@
+"""Gaussian mixtures in any dimension, with scikit-learn's four covariance types.
+
+    z_n ~ Categorical(weights)
+    x_n | z_n = j ~ MultivariateNormal(locs_j, Sigma_j)
+
+``covariance`` picks how ``Sigma_j`` is parametrised (see
+:mod:`models.families.gaussian`): ``spherical`` and ``diag`` by standard
+deviations ``scales``, ``full`` and ``tied`` by Cholesky factors ``scale_tril``,
+which the Pyro program passes to ``MultivariateNormal(scale_tril=...)`` and the
+E-step turns into precisions.
+"""
+
+from __future__ import annotations
+
+from .families.gaussian import Gaussian
+from .mixture import Mixture
+from .registry import register
+
+
+@register
+class GaussianMixture(Mixture):
+    """A mixture of ``k`` Gaussians in ``dim`` dimensions.
+
+    Args:
+        k: number of components.
+        dim: dimension of the observations.
+        covariance: ``full`` (default, as scikit-learn), ``diag``, ``spherical`` or ``tied``.
+        reg_covar: added to the covariance diagonal in the M-step.
+    """
+
+    name = "gaussian_mixture"
+
+    def __init__(self, k: int = 2, dim: int = 1, covariance: str = "full", reg_covar: float = 1e-6):
+        super().__init__(Gaussian(dim, covariance, reg_covar), k)
+        self.dim, self.covariance = self.family.dim, covariance

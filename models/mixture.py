@@ -1,0 +1,141 @@
+"""A finite mixture over any component family: the Pyro program and its closed-form EM.
+
+    z_n ~ Categorical(weights)                 (enumerated: summed out exactly)
+    x_n | z_n = j ~ family(theta_j)
+
+E-step: ``joint = T(x) @ eta.T - A + log w + log h(x)`` then a softmax over
+components. M-step: weights from summed responsibilities, components from the
+family's closed form on ``counts`` and ``sums = resp.T @ T(x)``.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import NamedTuple
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch.distributions import constraints
+
+from .base import ASSIGNMENT, OBSERVATION, EStep, LatentModel
+from .families.base import Family
+from .params import Params, ParamSpec
+
+EPS = torch.finfo(torch.float64).eps
+
+
+class Prepared(NamedTuple):
+    """A chunk of data reduced to what the E-step needs.
+
+    Attributes:
+        statistics: ``(n, m)`` sufficient statistics ``T(x)``.
+        log_base: ``(n,)`` log base measure.
+        shift: the reference point the statistics were formed around (or None).
+    """
+
+    statistics: torch.Tensor
+    log_base: torch.Tensor
+    shift: torch.Tensor | None
+
+
+class Mixture(LatentModel):
+    """``k`` components of one family with learned (or fixed) mixing weights.
+
+    Args:
+        family: the component family, e.g. ``Gaussian(dim=2)``.
+        k: number of components.
+        fixed: parameters held fixed, e.g. ``{"weights": [0.5, 0.5]}``.
+    """
+
+    name = "mixture"
+
+    def __init__(self, family: Family, k: int, fixed: dict | None = None):
+        if not isinstance(family, Family):
+            raise TypeError(f"family: expected a Family, got {type(family).__name__}")
+        self.family = family
+        specs = {"weights": ParamSpec((k,), constraints.simplex, doc="mixing weights")}
+        specs.update(family.specs(k))
+        super().__init__(k, specs, fixed)
+
+    def describe(self) -> str:
+        fixed = ", ".join(self.fixed)
+        return f"{self.name}(k={self.k}, {self.family.describe()}" + (
+            f", fixed: {fixed})" if fixed else ")")
+
+    # -- the generative program --------------------------------------------------------
+    def program(self, params, data=None, n=None):
+        """Pyro program. ``data: (n, *event)``; params may carry a restart batch ``(R, ...)``."""
+        n = data.shape[0] if data is not None else n
+        weights = params["weights"]
+        with ExitStack() as plates:
+            if weights.dim() > 1:
+                plates.enter_context(pyro.plate("restarts", weights.shape[0], dim=-2))
+                weights = weights.unsqueeze(-2)
+            plates.enter_context(pyro.plate("data", n, dim=-1))
+            z = pyro.sample(ASSIGNMENT, dist.Categorical(weights), infer={"enumerate": "parallel"})
+            pyro.sample(OBSERVATION, self.family.distribution(params, z), obs=data)
+
+    # -- data and parameters ---------------------------------------------------------
+    def check_data(self, data, name="data"):
+        return self.family.check_data(data, name)
+
+    def canonical(self, values):
+        return self.family.canonical(values)
+
+    def check_params(self, values, name="params"):
+        params = super().check_params(values, name)
+        self.family.check_params(params, name)
+        return params
+
+    def features(self, data):
+        return self.family.features(data)
+
+    def random_params(self, data, generator):
+        w = 1 + torch.rand(self.k, generator=generator, dtype=data.dtype)  # away from zero
+        values = {"weights": w / w.sum(), **self.family.random_params(self.k, data, generator)}
+        return Params({k: v for k, v in values.items() if k not in self.fixed})
+
+    # -- EM pieces ---------------------------------------------------------------------
+    def shift(self, data):
+        return self.family.shift(data)
+
+    def prepare(self, data, shift) -> Prepared:
+        return Prepared(self.family.statistics(data, shift), self.family.log_base(data), shift)
+
+    def joint(self, prepared: Prepared, params) -> torch.Tensor:
+        """``log p(x_n, z_n = j)``: ``(*batch, n, k)``."""
+        eta, log_norm = self.family.natural(params, prepared.shift)
+        offset = (params["weights"].log() - log_norm).unsqueeze(-2)
+        return prepared.statistics @ eta.mT + offset + prepared.log_base.unsqueeze(-1)
+
+    def expect(self, prepared, params, hard=False) -> EStep:
+        joint = self.joint(prepared, params)
+        log_lik = torch.logsumexp(joint, -1)  # (*B, n)
+        if hard:
+            scores, labels = joint.max(-1)
+            resp = torch.nn.functional.one_hot(labels, self.k).to(joint.dtype)
+            objective = scores.sum(-1)
+        else:
+            resp = (joint - log_lik.unsqueeze(-1)).exp()
+            scores, objective = joint.max(-1).values, log_lik.sum(-1)
+        return EStep(self.summarize(prepared, resp), log_lik.sum(-1), objective, resp, scores)
+
+    def summarize(self, prepared, responsibilities) -> dict:
+        """Additive statistics: ``counts (*B, k)`` and ``sums (*B, k, m)``."""
+        return {
+            "counts": responsibilities.sum(-2),
+            "sums": responsibilities.mT @ prepared.statistics,
+        }
+
+    def maximize(self, stats, params, shift) -> Params:
+        counts = stats["counts"] + 10 * EPS  # as scikit-learn: no division by zero
+        new = {"weights": counts / counts.sum(-1, keepdim=True)}
+        new.update(self.family.maximize(counts, stats["sums"], shift, params))
+        for name in self.fixed:
+            new[name] = params[name] if name in params else self.fixed[name]
+        return Params(new)
+
+    def empty_components(self, stats) -> torch.Tensor:
+        """``(*batch, k)`` mask of components no point is assigned to (hard EM)."""
+        return stats["counts"] <= 0

@@ -1,0 +1,102 @@
+"""Checks at the public boundary: every message names the argument and what was expected."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+
+from .params import DTYPE
+
+
+def as_tensor(value, name: str) -> torch.Tensor:
+    """Convert array-like numeric input to a float64 tensor, or raise ``TypeError``.
+
+    float32 input is promoted to float64 (both fitting paths are compared in
+    float64); booleans and integers are accepted as numbers.
+    """
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach()
+    else:
+        if isinstance(value, (str, bytes)):
+            raise TypeError(f"{name}: expected numbers, got a string {value!r:.40}")
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError) as exc:  # ragged nested lists
+            raise ValueError(f"{name}: expected a rectangular array of numbers ({exc})") from None
+        if array.dtype == object or not (
+            np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+        ):
+            raise TypeError(f"{name}: expected numbers, got array of dtype {array.dtype}")
+        tensor = torch.as_tensor(array)
+    if tensor.is_complex():
+        raise TypeError(f"{name}: expected real numbers, got dtype {tensor.dtype}")
+    return tensor.to(DTYPE)
+
+
+def check_finite(tensor: torch.Tensor, name: str) -> torch.Tensor:
+    """Raise ``ValueError`` naming the first non-finite entry."""
+    bad = ~torch.isfinite(tensor)
+    if bad.any():
+        index = tuple(int(i) for i in torch.nonzero(bad)[0])
+        where = index[0] if len(index) == 1 else index
+        raise ValueError(
+            f"{name}: expected finite values, found {tensor[index].item()} at index {where}"
+        )
+    return tensor
+
+
+def check_data(data, name: str, event_shape: tuple[int, ...]) -> torch.Tensor:
+    """Data as a finite float64 tensor of shape ``(n, *event_shape)``, n >= 1.
+
+    A 1-D array is accepted for a one-dimensional event (``(n,)`` -> ``(n, 1)``).
+    """
+    tensor = as_tensor(data, name)
+    if event_shape == (1,) and tensor.dim() == 1:
+        tensor = tensor.unsqueeze(-1)
+    expected = 1 + len(event_shape)
+    if tensor.dim() != expected or tuple(tensor.shape[1:]) != tuple(event_shape):
+        want = "(n" + "".join(f", {d}" for d in event_shape) + ")"
+        raise ValueError(f"{name}: expected shape {want}, got {tuple(tensor.shape)}")
+    if tensor.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one observation, got an empty array")
+    return check_finite(tensor, name)
+
+
+def precision_notes(data) -> list[str]:
+    """Notes for a fit's result when the input was held in lower precision than float64."""
+    dtype = getattr(data, "dtype", None)
+    if dtype in (torch.float32, torch.float16, torch.bfloat16, np.float32, np.float16):
+        return [f"data promoted from {dtype} to float64 (both paths compute in float64)"]
+    return []
+
+
+def check_int(value, name: str, low: int | None = None, high: int | None = None) -> int:
+    """An integer in ``[low, high]``; bools and non-integral floats are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise TypeError(f"{name}: expected an integer, got {value!r}")
+    value = int(value)
+    if low is not None and value < low:
+        raise ValueError(f"{name}: expected an integer >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name}: expected an integer <= {high}, got {value}")
+    return value
+
+
+def check_positive(value, name: str) -> float:
+    """A finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a positive number, got {value!r}")
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}: expected a positive finite number, got {value}")
+    return float(value)
+
+
+def check_k(k: int, n: int) -> None:
+    """K components need at least K observations."""
+    if k > n:
+        raise ValueError(f"k: expected at most as many components as observations ({n}), got {k}")

@@ -1,0 +1,126 @@
+"""DESIGN.md's invariants, for every model in the case table."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from model_cases import CASES, REGISTERED, make
+
+from inference import (
+    fit_em,
+    fit_vi,
+    pyro_gradient,
+    pyro_log_likelihood,
+    pyro_map_assignments,
+    pyro_posterior,
+)
+from models import REGISTRY
+
+NAMES = sorted(CASES)
+
+
+def random_setting(name: str, seed: int, n: int = 150):
+    """A model, simulated data and random parameters (not the truth)."""
+    model, truth = make(name)
+    data = model.simulate(truth, n=n, seed=seed).data
+    gen = torch.Generator().manual_seed(seed + 1)
+    return model, data, model.check_params(model.random_params(data, gen))
+
+
+def test_every_registered_model_has_a_case():
+    assert set(REGISTRY) <= set(REGISTERED)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_log_likelihood_equals_pyro_enumeration(name, seed):
+    model, data, params = random_setting(name, seed)
+    hand = float(model.log_likelihood(data, params))
+    pyro_value = pyro_log_likelihood(model, data, params)
+    assert hand == pytest.approx(pyro_value, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_batched_restarts_equal_pyro_restart_plate(name):
+    model, data, _ = random_setting(name, 3)
+    batch = model.initialize(data, method="random", seed=0, restarts=3)
+    hand = model.log_likelihood(data, batch)
+    assert hand.shape == (3,)
+    assert float(hand.sum()) == pytest.approx(pyro_log_likelihood(model, data, batch), rel=1e-9)
+    resp = model.e_step(data, batch)[0]
+    torch.testing.assert_close(resp, pyro_posterior(model, data, batch), atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_responsibilities_and_map_equal_pyro(name):
+    model, data, params = random_setting(name, 4)
+    resp, _ = model.e_step(data, params)
+    torch.testing.assert_close(resp, pyro_posterior(model, data, params), atol=1e-9, rtol=0)
+    assert torch.equal(resp.argmax(-1), pyro_map_assignments(model, data, params))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n=st.integers(3, 80), noise=st.booleans())
+def test_em_never_decreases_its_objective(name, seed, n, noise):
+    model, data, params = random_setting(name, seed, n=n)
+    if noise:  # any data, not only data from the model
+        gen = torch.Generator().manual_seed(seed)
+        bump = (torch.rand(data.shape, generator=gen, dtype=data.dtype) < 0.2).to(data.dtype)
+        data = data + bump * (1 if name.startswith("two") else 3.0)
+        data = data.clamp(0, 10) if name.startswith("two") else data
+    for hard in (False, True):
+        fit = fit_em(model, data, params, max_iter=30, tol=0.0, hard=hard)
+        steps = torch.diff(fit.objective)
+        # round-off of the natural-parameter E-step scales with its largest terms
+        # (a component collapsed to the variance floor makes them large)
+        roundoff = torch.tensor([1e-13 * float(model.log_joint(data, p).abs().sum())
+                                 for p in fit.param_trace[:-1]], dtype=steps.dtype)
+        for event in fit.events:  # relocating an empty cluster is a heuristic, not EM
+            roundoff[event["iteration"]] = float("inf")
+        assert bool((steps >= -roundoff).all()), (steps.min(), roundoff.min())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradient_of_pyro_objective_vanishes_at_em_fixed_point(name):
+    model, truth = make(name)
+    if hasattr(model, "family") and hasattr(model.family, "reg_covar"):
+        model.family.reg_covar = 0.0  # reg_covar moves EM's fixed point off the ML optimum
+    data = model.simulate(truth, n=400, seed=5).data
+    init = model.initialize(data, method="kmeans++", seed=0)
+    fit = fit_em(model, data, init, hard=False, tol=1e-13, max_iter=20_000)
+    assert fit.converged
+    for param, grad in pyro_gradient(model, data, fit.params).items():
+        assert float(grad.abs().max()) / data.shape[0] < 1e-6, param
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_chunked_statistics_equal_whole_data(name):
+    model, data, params = random_setting(name, 6, n=203)
+    whole = fit_em(model, data, params, max_iter=5, tol=0.0, hard=False)
+    chunked = fit_em(model, data, params, max_iter=5, tol=0.0, hard=False, chunk_size=17)
+    torch.testing.assert_close(chunked.objective, whole.objective, rtol=1e-12, atol=0)
+    for key in whole.params:
+        torch.testing.assert_close(chunked.params[key], whole.params[key], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(chunked.responsibilities, whole.responsibilities)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_both_paths_recover_truth_with_error_shrinking_in_n(name):
+    model, truth = make(name)
+    errors = {}
+    for n in (300, 3000):
+        data = model.simulate(truth, n=n, seed=7).data
+        init = model.initialize(data, method="kmeans++", seed=0)
+        em = fit_em(model, data, init, hard=False, tol=1e-10, max_iter=5000)
+        vi = fit_vi(model, data, init, optimizer="lbfgs", steps=400, tol=1e-12)
+        for fit in (em, vi):
+            from inference import compare
+
+            errs = compare(fit, truth=truth).truth_errors[fit.method]
+            errors.setdefault(fit.method, []).append(max(errs.values()))
+    for method, (small_n, large_n) in errors.items():
+        assert large_n < 0.6, (method, errors)  # recovered
+        assert large_n < small_n * 1.25 or large_n < 0.05, (method, errors)
