@@ -111,7 +111,8 @@ def fit_vi(model, data, init, *, optimizer: str = "adam", lr: float | None = Non
 
         def snapshot() -> Params:
             with torch.no_grad():
-                return Params({**fixed, **{k: pyro.param(k).detach().clone() for k in free}})
+                values = {k: pyro.param(k).detach().clone() for k in free}
+                return Params({k: values[k] if k in values else fixed[k] for k in model.specs})
 
         objectives, seconds, trace, small = [], [], [], 0
         start = time.perf_counter()

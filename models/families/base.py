@@ -49,6 +49,8 @@ class Family(ABC):
     name: str = "family"
     #: shape of one observation
     event_shape: tuple[int, ...] = ()
+    #: observations are whole numbers (plots draw a probability mass function)
+    discrete: bool = False
 
     @abstractmethod
     def specs(self, k: int) -> dict[str, ParamSpec]:

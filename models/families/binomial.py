@@ -26,12 +26,17 @@ class Binomial(Family):
 
     name = "binomial"
     event_shape = ()
+    discrete = True
 
     def __init__(self, tosses: int = 10):
         self.tosses = check_int(tosses, "tosses", low=1)
 
     def describe(self) -> str:
         return f"binomial(tosses={self.tosses})"
+
+    def support(self, data):
+        """Every possible observation, for drawing the probability mass function."""
+        return torch.arange(self.tosses + 1, dtype=data.dtype)
 
     def specs(self, k):
         return {"probs": ParamSpec((k,), constraints.unit_interval, doc="chance of heads")}

@@ -1,0 +1,465 @@
+"""Experiment configs: TOML read with ``tomllib``, validated into typed experiments.
+
+A config holds one experiment at its top level, or several under
+``[experiments.NAME]``. An experiment has the sections ``model``, ``truth``,
+``data``, ``init``, ``em``, ``vi``, ``compare`` and ``plots``. A list given
+where a scalar is expected (``n = [100, 1000]``) is a sweep axis; the cells of
+an experiment are the grid of all its axes. Configs are data: they are parsed,
+never evaluated.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from inference.init import INIT_METHODS
+from inference.vi import OPTIMIZERS
+from models.registry import model_class
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+REQUIRED = object()
+
+
+class ConfigError(ValueError):
+    """A user error in a config: says which file and key, in one line."""
+
+    def __init__(self, source, key: str, message: str):
+        self.source, self.key, self.message = str(source), key, message
+        where = f"{key}: " if key else ""
+        super().__init__(f"{self.source}: {where}{message}")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One config key: its type, default, allowed values and whether a list sweeps it."""
+
+    kind: type | tuple
+    default: Any = REQUIRED
+    low: float | None = None
+    choices: tuple | None = None
+    sweep: bool = True
+    open_low: bool = False
+
+
+SECTIONS: dict[str, dict[str, Field]] = {
+    "data": {
+        "n": Field(int, None, low=1),
+        "seed": Field(int, 0, low=0),
+        "assignments": Field(str, "sampled", choices=("sampled", "balanced")),
+        "generator": Field(dict, None, sweep=False),
+        "file": Field(str, None, sweep=False),
+        "columns": Field(list, None, sweep=False),
+    },
+    "init": {
+        "method": Field(str, "kmeans++", choices=INIT_METHODS + ("params",)),
+        "seed": Field(int, 0, low=0),
+        "restarts": Field(int, 1, low=1),
+        "params": Field(dict, None, sweep=False),
+    },
+    "em": {
+        "enabled": Field(bool, True),
+        "max_iter": Field(int, 1000, low=0),
+        "tol": Field(float, 1e-8, low=0),
+        "hard": Field(bool, None),
+        "chunk_size": Field(int, None, low=1),
+    },
+    "vi": {
+        "enabled": Field(bool, True),
+        "optimizer": Field(str, "lbfgs", choices=OPTIMIZERS),
+        "lr": Field(float, None, low=0, open_low=True),
+        "steps": Field(int, 500, low=0),
+        "tol": Field(float, 1e-10, low=0),
+        "patience": Field(int, None, low=1),
+    },
+    "compare": {"rtol": Field(float, 1e-6, low=0)},
+    "plots": {
+        "enabled": Field(bool, True),
+        "iterations": Field(list, [0, 5, 20], sweep=False),
+        "panels": Field(int, 4, low=1),
+    },
+}
+EXPERIMENT_KEYS = ("description", "model", "truth") + tuple(SECTIONS)
+TOP_KEYS = ("description", "experiments") + EXPERIMENT_KEYS
+#: smoke mode: small and quick, but every code path
+SMOKE = {"n": 120, "max_iter": 15, "steps": 15, "restarts": 2, "axis": 2}
+
+
+@dataclass
+class Experiment:
+    """One validated experiment; ``axes`` are its sweep axes ``[(key.path, values)]``."""
+
+    name: str
+    description: str
+    model: dict
+    truth: dict | None
+    data: dict
+    init: dict
+    em: dict
+    vi: dict
+    compare: dict
+    plots: dict
+    axes: list = field(default_factory=list)
+    #: smoke mode: at most this many rows of a data file
+    max_rows: int | None = None
+
+    def sections(self) -> dict:
+        return {"model": self.model, "truth": self.truth, "data": self.data, "init": self.init,
+                "em": self.em, "vi": self.vi, "compare": self.compare, "plots": self.plots}
+
+    def cells(self) -> list[tuple[str, dict, Experiment]]:
+        """The grid: ``(cell id, {key.path: value}, experiment with those values)``."""
+        if not self.axes:
+            return [("all", {}, self)]
+        keys = [key for key, _ in self.axes]
+        out = []
+        for combo in itertools.product(*(values for _, values in self.axes)):
+            values = dict(zip(keys, combo))
+            cell = copy.deepcopy(self)
+            cell.axes = []
+            for key, value in values.items():
+                section, name = key.split(".", 1)
+                getattr(cell, section)[name] = value
+            ident = ",".join(f"{key.split('.', 1)[1]}={value}" for key, value in values.items())
+            out.append((ident, values, cell))
+        return out
+
+
+@dataclass
+class Config:
+    """A whole config file: a name, a description and its experiments."""
+
+    name: str
+    source: str
+    description: str
+    experiments: list[Experiment]
+
+    def to_dict(self) -> dict:
+        """The resolved config (defaults filled, sweeps kept as lists), ``None``s dropped."""
+        def resolved(exp: Experiment) -> dict:
+            body = {"description": exp.description, **copy.deepcopy(exp.sections())}
+            for key, values in exp.axes:
+                section, name = key.split(".", 1)
+                body[section][name] = list(values)
+            return _drop_none(body)
+
+        return {"description": self.description,
+                "experiments": {e.name: resolved(e) for e in self.experiments}}
+
+
+def _drop_none(value):
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def _suggest(key: str, known) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type_name(kind) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             list: "a list", dict: "a table"}
+    return names.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def check_value(value, spec: Field, source, key: str):
+    """One scalar (or list/table) value against its field; returns the normalised value."""
+    kind = spec.kind
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if not ok:
+        raise ConfigError(source, key, f"expected {_type_name(kind)}, got {value!r:.60}")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(source, key, f"expected a finite number, got {value}")
+    if spec.low is not None and (value < spec.low or (spec.open_low and value <= spec.low)):
+        bound = f"> {spec.low}" if spec.open_low else f">= {spec.low}"
+        raise ConfigError(source, key, f"expected a value {bound}, got {value}")
+    if spec.choices is not None and value not in spec.choices:
+        raise ConfigError(source, key, f"expected one of {list(spec.choices)}, got {value!r}"
+                          + _suggest(str(value), spec.choices))
+    return value
+
+
+def _section(raw, fields: dict[str, Field], source, prefix: str, axes: list) -> dict:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(source, prefix, f"expected a table, got {raw!r:.60}")
+    out = {}
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(source, f"{prefix}.{key}",
+                              "unknown key" + _suggest(key, fields) + f"; expected {list(fields)}")
+    for key, spec in fields.items():
+        path = f"{prefix}.{key}"
+        if key not in raw:
+            if spec.default is REQUIRED:
+                raise ConfigError(source, path, "missing")
+            out[key] = copy.deepcopy(spec.default)
+            continue
+        value = raw[key]
+        if isinstance(value, list) and spec.sweep and spec.kind is not list:
+            if not value:
+                raise ConfigError(source, path, "a sweep needs at least one value")
+            values = [check_value(v, spec, source, path) for v in value]
+            axes.append((path, values))
+            out[key] = values[0]
+        else:
+            out[key] = check_value(value, spec, source, path)
+    return out
+
+
+def model_options(name: str) -> dict[str, Any]:
+    """Constructor options of a model class, with their defaults."""
+    signature = inspect.signature(model_class(name).__init__)
+    return {p.name: p.default for p in list(signature.parameters.values())[1:]
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _model_section(raw, source, axes: list) -> dict:
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "model", "expected a table with at least `name`")
+    if "name" not in raw:
+        raise ConfigError(source, "model.name", "missing (the registered model to fit)")
+    name = raw["name"]
+    if not isinstance(name, str):
+        raise ConfigError(source, "model.name", f"expected a string, got {name!r:.60}")
+    try:
+        options = model_options(name)
+    except ValueError as exc:
+        raise ConfigError(source, "model.name", str(exc).removeprefix("model: ")) from None
+    out = {"name": name}
+    for key, value in raw.items():
+        if key == "name":
+            continue
+        if key not in options:
+            raise ConfigError(source, f"model.{key}", f"unknown option of {name}"
+                              + _suggest(key, options) + f"; expected {list(options)}")
+        default = options[key]
+        scalar = isinstance(default, (int, float, str)) and not isinstance(default, bool)
+        if isinstance(value, list) and scalar:
+            if not value:
+                raise ConfigError(source, f"model.{key}", "a sweep needs at least one value")
+            axes.append((f"model.{key}", value))
+            value = value[0]
+        out[key] = value
+    return out
+
+
+def build_model(options: dict, source, key: str = "model"):
+    """Instantiate the configured model; constructor errors become config errors."""
+    from models.registry import build
+
+    kwargs = {k: v for k, v in options.items() if k != "name"}
+    try:
+        return build(options["name"], **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(source, key, str(exc)) from None
+
+
+def _experiment(name: str, raw: dict, source, base: Path) -> Experiment:
+    for key in raw:
+        if key not in EXPERIMENT_KEYS:
+            prefix = f"experiments.{name}." if name else ""
+            raise ConfigError(source, prefix + key, "unknown key" + _suggest(key, EXPERIMENT_KEYS)
+                              + f"; expected {list(EXPERIMENT_KEYS)}")
+    axes: list = []
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(source, "description", "expected a string")
+    model = _model_section(raw.get("model"), source, axes)
+    sections = {s: _section(raw.get(s), f, source, s, axes) for s, f in SECTIONS.items()}
+    truth = raw.get("truth")
+    if truth is not None and not isinstance(truth, dict):
+        raise ConfigError(source, "truth", f"expected a table of values, got {truth!r:.60}")
+    exp = Experiment(name, description, model, truth, axes=axes, **sections)
+    _check_data_source(exp, source, base)
+    for _, _, cell in exp.cells():  # every cell must build: catch errors before running
+        check_cell(cell, source)
+    return exp
+
+
+def _check_data_source(exp: Experiment, source, base: Path) -> None:
+    data = exp.data
+    if data["file"] is not None:
+        path = Path(data["file"])
+        path = path if path.is_absolute() else (base / path)
+        if not path.is_file():
+            raise ConfigError(source, "data.file", f"no such file: {path}")
+        if path.suffix not in (".csv", ".npy"):
+            raise ConfigError(source, "data.file", f"expected a .csv or .npy file, got {path.name}")
+        data["file"] = str(path.resolve())
+        if data["columns"] is not None and not all(isinstance(c, (str, int)) and not
+                                                   isinstance(c, bool) for c in data["columns"]):
+            raise ConfigError(source, "data.columns", "expected column names or indices")
+    else:
+        if exp.truth is None:
+            raise ConfigError(source, "truth", "missing: simulated data need true parameters "
+                              "(or give data.file)")
+        if data["n"] is None:
+            raise ConfigError(source, "data.n", "missing: how many observations to simulate")
+    if exp.init["method"] == "params" and exp.init["params"] is None:
+        raise ConfigError(source, "init.params", "missing: init.method = 'params' needs values")
+
+
+def check_cell(cell: Experiment, source) -> None:
+    """Build the cell's models and parameters once, so bad values fail at load time."""
+    model = build_model(cell.model, source)
+    if cell.truth is not None:
+        generator = generator_model(cell, source)
+        try:
+            generator.check_params(cell.truth, "truth")
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(source, "", str(exc)) from None
+        if cell.data["file"] is None and cell.data["n"] < model.k:
+            raise ConfigError(source, "data.n", f"expected at least k={model.k} observations, "
+                              f"got {cell.data['n']}")
+    if cell.init["params"] is not None:
+        try:
+            model.check_params(cell.init["params"], "init.params")
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(source, "", str(exc)) from None
+    for key in cell.plots["iterations"]:
+        if not isinstance(key, int) or isinstance(key, bool) or key < 0:
+            raise ConfigError(source, "plots.iterations", f"expected iteration numbers >= 0, "
+                              f"got {key!r}")
+
+
+def generator_model(cell: Experiment, source):
+    """The model that simulates the data: the fitted one, with ``data.generator`` overrides."""
+    options = dict(cell.model)
+    generator = cell.data.get("generator") or {}
+    if not isinstance(generator, dict):
+        raise ConfigError(source, "data.generator", "expected a table of model options")
+    known = model_options(options["name"])
+    for key in generator:
+        if key not in known:
+            raise ConfigError(source, f"data.generator.{key}", "unknown option"
+                              + _suggest(key, known))
+    options.update(generator)
+    return build_model(options, source, "data.generator")
+
+
+def parse_assignment(text: str) -> tuple[list[str], Any]:
+    """``key.path=value`` -> (path, value); the value is read as TOML, else as a string."""
+    if "=" not in text:
+        raise ConfigError("--set", text, "expected key.path=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError("--set", text, "expected key.path=value")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.split("."), value
+
+
+def _apply(raw: dict, path: list[str], value, source: str) -> None:
+    node = raw
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(source, ".".join(path), f"{part!r} is not a table")
+        node = child
+    node[path[-1]] = value
+
+
+def resolve_path(config: str) -> Path:
+    """A config path, or the name of a shipped config (``seeds`` -> configs/seeds.toml)."""
+    path = Path(config)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / (config if config.endswith(".toml") else f"{config}.toml")
+    if shipped.is_file():
+        return shipped
+    names = [p.stem for p in sorted(CONFIG_DIR.glob("*.toml"))]
+    raise ConfigError(config, "", "no such config file or shipped config"
+                      + _suggest(path.stem, names) + f"; shipped: {names}")
+
+
+def load(config: str, overrides: list[str] = (), smoke: bool = False) -> Config:
+    """Read, override, validate and (optionally) shrink a config.
+
+    Raises:
+        ConfigError: one line naming the file and the key.
+    """
+    path = resolve_path(config)
+    source = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "", f"invalid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, "", f"cannot read: {exc}") from None
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise ConfigError(source, key, "unknown key" + _suggest(key, TOP_KEYS)
+                              + f"; expected {list(TOP_KEYS)}")
+    multi = "experiments" in raw
+    if multi and any(k in raw for k in EXPERIMENT_KEYS if k != "description"):
+        raise ConfigError(source, "experiments", "give experiments either at the top level or "
+                          "under [experiments.NAME], not both")
+    for text in overrides:
+        keys, value = parse_assignment(text)
+        if multi and keys[0] != "experiments":
+            for body in raw["experiments"].values():
+                if isinstance(body, dict):
+                    _apply(body, keys, value, "--set")
+        else:
+            _apply(raw, keys, value, "--set")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(source, "description", "expected a string")
+    if multi:
+        bodies = raw["experiments"]
+        if not isinstance(bodies, dict) or not bodies:
+            raise ConfigError(source, "experiments", "expected one or more [experiments.NAME]")
+        for name, body in bodies.items():
+            if not isinstance(body, dict):
+                raise ConfigError(source, f"experiments.{name}", "expected a table")
+        experiments = [_experiment_in(name, body, source, path.parent)
+                       for name, body in bodies.items()]
+    else:
+        body = {k: v for k, v in raw.items() if k != "description"}
+        body.setdefault("description", description)
+        experiments = [_experiment(path.stem, body, source, path.parent)]
+    cfg = Config(path.stem, source, description, experiments)
+    return shrink(cfg) if smoke else cfg
+
+
+def _experiment_in(name, body, source, base):
+    try:
+        return _experiment(name, body, source, base)
+    except ConfigError as exc:
+        key = f"experiments.{name}.{exc.key}" if exc.key and not exc.key.startswith(
+            "experiments.") else exc.key
+        raise ConfigError(exc.source, key, exc.message) from None
+
+
+def shrink(cfg: Config) -> Config:
+    """Smoke mode: fewer points, iterations, steps, restarts and sweep values."""
+    for exp in cfg.experiments:
+        exp.axes = [(key, values[: SMOKE["axis"]]) for key, values in exp.axes]
+        k = build_model(exp.model, cfg.source).k
+        cap = max(SMOKE["n"], 10 * k)
+        if exp.data["n"] is not None:
+            exp.data["n"] = min(exp.data["n"], cap)
+        exp.axes = [(key, sorted({min(v, cap) for v in values}) if key == "data.n" else values)
+                    for key, values in exp.axes]
+        exp.max_rows = cap
+        exp.em["max_iter"] = min(exp.em["max_iter"], SMOKE["max_iter"])
+        exp.vi["steps"] = min(exp.vi["steps"], SMOKE["steps"])
+        exp.init["restarts"] = min(exp.init["restarts"], SMOKE["restarts"])
+    return cfg

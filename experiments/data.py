@@ -1,0 +1,88 @@
+"""Data for an experiment: simulated by the model's own Pyro program, or read from a file.
+
+Files are parsed, never evaluated: CSV through the ``csv`` module, ``.npy``
+with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError
+
+
+def read_table(path: str, columns, source, max_rows: int | None = None) -> np.ndarray:
+    """``(n, c)`` float array from a CSV (named columns) or ``.npy`` (column indices) file."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise ConfigError(source, "data.file", f"cannot read {path.name}: {exc}") from None
+        if array.dtype.kind not in "biuf":
+            raise ConfigError(source, "data.file", f"expected numbers in {path.name}, "
+                              f"got dtype {array.dtype}")
+        array = array.reshape(-1, 1) if array.ndim == 1 else array
+        if array.ndim != 2:
+            raise ConfigError(source, "data.file", f"expected a 1-D or 2-D array, "
+                              f"got shape {array.shape}")
+        if columns is not None:
+            if not all(isinstance(c, int) for c in columns):
+                raise ConfigError(source, "data.columns", ".npy files have no column names; "
+                                  "give column indices")
+            bad = [c for c in columns if not -array.shape[1] <= c < array.shape[1]]
+            if bad:
+                raise ConfigError(source, "data.columns", f"no column {bad[0]} in "
+                                  f"{array.shape[1]} columns")
+            array = array[:, columns]
+        return array[:max_rows].astype(np.float64)
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, "data.file", f"cannot read {path.name}: {exc}") from None
+    if len(rows) < 2:
+        raise ConfigError(source, "data.file", f"expected a header row and data in {path.name}")
+    header = [h.strip() for h in rows[0]]
+    if columns is None:
+        index = list(range(len(header)))
+    else:
+        index = []
+        for c in columns:
+            if isinstance(c, int):
+                if not 0 <= c < len(header):
+                    raise ConfigError(source, "data.columns", f"no column {c} in {path.name}")
+                index.append(c)
+            elif c in header:
+                index.append(header.index(c))
+            else:
+                raise ConfigError(source, "data.columns", f"no column {c!r} in {path.name}; "
+                                  f"columns: {header}")
+    body = [r for r in rows[1:] if any(cell.strip() for cell in r)][:max_rows]
+    out = np.empty((len(body), len(index)))
+    for i, row in enumerate(body):
+        for j, col in enumerate(index):
+            try:
+                out[i, j] = float(row[col])
+            except (ValueError, IndexError):
+                value = row[col] if col < len(row) else "<missing>"
+                where = f"{path.name} line {i + 2}, column {header[col]!r}"
+                raise ConfigError(source, "data.file", f"{where}: expected a number, "
+                                  f"got {value!r:.30}") from None
+    return out
+
+
+def as_model_data(model, array: np.ndarray, source):
+    """Shape a table for the model: one column becomes ``(n,)`` for scalar observations."""
+    try:
+        return model.check_data(array)
+    except ValueError as first:
+        if array.ndim == 2 and array.shape[1] == 1:
+            try:
+                return model.check_data(array[:, 0])
+            except ValueError:
+                pass
+        raise ConfigError(source, "data.file", str(first)) from None

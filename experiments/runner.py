@@ -1,0 +1,290 @@
+"""Run a validated config: data, a shared init, both fits, the comparison; write the run.
+
+config -> model + true params -> data -> init (shared) -> fit_em / fit_vi ->
+compare -> ``cells/`` (one per sweep cell) -> metrics.json, history.csv,
+plots/*.png, report.md, renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import tomli_w
+import torch
+
+from inference import compare, fit_em, fit_vi
+
+from . import store
+from .config import Config, ConfigError, Experiment, build_model, generator_model
+from .data import as_model_data, read_table
+
+#: parameter columns are written to history.csv up to this many scalars
+MAX_TRACE_SCALARS = 400
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM during a run: finished cells are kept in ``path``."""
+
+    def __init__(self, path: Path, done: int, total: int):
+        self.path, self.done, self.total = path, done, total
+        super().__init__(f"interrupted: {done} of {total} cells kept in {path}")
+
+
+class Reporter:
+    """Progress hooks; the CLI shows them as progress bars. This one stays silent."""
+
+    def cell_started(self, experiment: str, cell: str, index: int, total: int) -> None: ...
+
+    def fit_started(self, label: str, total: int) -> None: ...
+
+    def fit_progress(self, progress) -> None: ...
+
+    def fit_finished(self) -> None: ...
+
+
+def param_columns(params) -> list[str]:
+    """Column names of flattened parameters, e.g. ``locs[0,1]`` (in the params' order)."""
+    names = []
+    for name, value in params.items():
+        if value.dim() == 0:
+            names.append(name)
+        else:
+            names += [f"{name}[{','.join(map(str, i))}]" for i in np.ndindex(*value.shape)]
+    return names
+
+
+def history_rows(label: str, fit, with_params: bool) -> list[list]:
+    rows = []
+    for i in range(len(fit.objective)):
+        row = [label, i, float(fit.seconds[i]), float(fit.objective[i]),
+               float(fit.log_likelihood_trace[i])]
+        if with_params:
+            values = fit.param_trace[i]
+            row += [float(x) for name in fit.model.specs for x in values[name].reshape(-1)]
+        rows.append(row)
+    return rows
+
+
+def fit_summary(fit, data) -> dict:
+    """A fit's numbers for metrics.json (timings are kept apart)."""
+    return {
+        "method": fit.method,
+        "params": fit.params.to_lists(),
+        "log_likelihood": fit.log_likelihood,
+        "iterations": fit.iterations,
+        "converged": fit.converged,
+        "m_step": fit.m_step,
+        "bic": fit.bic(data),
+        "aic": fit.aic(data),
+        "restart_log_likelihoods": fit.restart_log_likelihoods.tolist(),
+        "best_restart": fit.best_restart,
+        "notes": list(fit.notes),
+        "events": list(fit.events),
+    }
+
+
+def make_data(cell: Experiment, model, source):
+    """``(data, true assignments or None, truth or None, generator k)`` for one cell."""
+    if cell.data["file"] is not None:
+        table = read_table(cell.data["file"], cell.data["columns"], source, cell.max_rows)
+        data = as_model_data(model, table, source)
+        truth = None
+        if cell.truth is not None:
+            truth = model.check_params(cell.truth, "truth")
+        return data, None, truth, model.k
+    generator = generator_model(cell, source)
+    truth = generator.check_params(cell.truth, "truth")
+    assignments = "balanced" if cell.data["assignments"] == "balanced" else None
+    sim = generator.simulate(truth, n=cell.data["n"], seed=cell.data["seed"],
+                             assignments=assignments)
+    return sim.data, sim.assignments, truth, generator.k
+
+
+def make_init(cell: Experiment, model, data):
+    init = cell.init
+    if init["method"] == "params":
+        return model.check_params(init["params"], "init.params")
+    return model.initialize(data, method=init["method"], seed=init["seed"],
+                            restarts=init["restarts"])
+
+
+def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, dict]:
+    """Fit one cell both ways; returns ``(result, history csv, arrays)``."""
+    model = build_model(cell.model, source)
+    data, assignments, truth, true_k = make_data(cell, model, source)
+    if data.shape[0] < model.k:
+        raise ConfigError(source, "data", f"{data.shape[0]} observations for k={model.k}")
+    try:
+        init = make_init(cell, model, data)
+    except ValueError as exc:
+        raise ConfigError(source, "init", str(exc)) from None
+
+    fits = {}
+    if cell.em["enabled"]:
+        em = cell.em
+        reporter.fit_started("em", em["max_iter"])
+        fits["em"] = fit_em(model, data, init, max_iter=em["max_iter"], tol=em["tol"],
+                            hard=em["hard"], chunk_size=em["chunk_size"],
+                            callback=reporter.fit_progress)
+        reporter.fit_finished()
+    if cell.vi["enabled"]:
+        vi = cell.vi
+        reporter.fit_started("vi", vi["steps"])
+        fits["vi"] = fit_vi(model, data, init, optimizer=vi["optimizer"], lr=vi["lr"],
+                            steps=vi["steps"], tol=vi["tol"], patience=vi["patience"],
+                            callback=reporter.fit_progress)
+        reporter.fit_finished()
+    if not fits:
+        raise ConfigError(source, "em.enabled", "both em and vi are disabled: nothing to fit")
+
+    comparable = truth is not None and true_k == model.k
+    comparison = compare(*fits.values(), names=list(fits),
+                         truth=truth if comparable else None,
+                         truth_assignments=assignments if true_k == model.k else None,
+                         rtol=cell.compare["rtol"])
+    first = next(iter(fits.values()))
+    with_params = sum(v.numel() for v in first.params.values()) <= MAX_TRACE_SCALARS
+    header = ["method", "iteration", "seconds", "objective", "log_likelihood"]
+    if with_params:
+        header += param_columns({name: first.params[name] for name in model.specs})
+    rows = [row for label, fit in fits.items() for row in history_rows(label, fit, with_params)]
+    single = init.select(0, model.specs) if init.batch_shape(model.specs) else init
+    result = {
+        "model": dict(cell.model),
+        "model_description": model.describe(),
+        "fixed": [name for name, spec in model.specs.items() if spec.fixed],
+        "truth": truth.to_lists() if truth is not None else None,
+        "truth_k": true_k,
+        "data": {"source": cell.data["file"] or "simulated", "n": int(data.shape[0]),
+                 "seed": cell.data["seed"] if cell.data["file"] is None else None},
+        "init": {"method": cell.init["method"], "seed": cell.init["seed"],
+                 "restarts": cell.init["restarts"], "params": single.to_lists()},
+        "fits": {label: fit_summary(fit, data) for label, fit in fits.items()},
+        "comparison": comparison.to_dict(),
+        "aligned_to_truth": {k: v.to_lists() for k, v in comparison.aligned_params.items()},
+        "timing": {**comparison.timings(),
+                   "seconds_per_iteration": {label: fit.elapsed / max(fit.iterations, 1)
+                                             for label, fit in fits.items()}},
+    }
+    arrays = {"data": data.numpy()}
+    if assignments is not None:
+        arrays["assignments"] = assignments.numpy()
+    for label, fit in fits.items():
+        arrays[f"responsibilities_{label}"] = fit.responsibilities.numpy()
+    return result, store.csv_text(header, rows), arrays
+
+
+def _clean(value):
+    """JSON-safe numbers: NaN and infinities become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def resolved_toml(config: Config) -> str:
+    return tomli_w.dumps(config.to_dict())
+
+
+def start(config: Config, root: Path, resume: Path | None) -> Path:
+    """The ``.partial`` run directory: new, or the one being resumed (checked)."""
+    text = resolved_toml(config)
+    if resume is None:
+        run = store.new_run(root, config.name)
+        store.write_atomic(run / "config.toml", text)
+        store.write_json(run / "provenance.json", store.provenance())
+        return run
+    run = Path(resume)
+    if not run.is_dir() or not (run / "config.toml").is_file():
+        raise ConfigError(str(resume), "--resume", "not a run directory (no config.toml)")
+    if not run.name.endswith(store.PARTIAL):
+        raise ConfigError(str(resume), "--resume", "this run is already complete")
+    if (run / "config.toml").read_text(encoding="utf-8") != text:
+        raise ConfigError(str(resume), "--resume", "the run was started from a different "
+                          "config (or other --set/--smoke options)")
+    return run
+
+
+def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = None,
+        resume: Path | None = None) -> Path:
+    """Run every cell of every experiment that is not already on disk; return the run dir.
+
+    Raises:
+        Interrupted: on Ctrl-C/SIGTERM, with the finished cells kept.
+        ConfigError: for user errors found while running; a fresh run leaves nothing.
+    """
+    reporter = reporter or Reporter()
+    run_dir = start(config, Path(root), resume)
+    plan = [(exp, ident, values, cell) for exp in config.experiments
+            for ident, values, cell in exp.cells()]
+    done = 0
+    try:
+        for index, (exp, ident, values, cell) in enumerate(plan):
+            if store.load_cell(run_dir, exp.name, ident) is not None:
+                done += 1
+                continue
+            reporter.cell_started(exp.name, ident, index, len(plan))
+            torch.manual_seed(0)  # nothing should draw from it; if anything does, it repeats
+            result, history, arrays = run_cell(cell, config.source, reporter)
+            result = {"experiment": exp.name, "cell": ident, "values": values, **result}
+            store.save_cell(run_dir, exp.name, ident, _clean(result), history, arrays)
+            done += 1
+    except KeyboardInterrupt:
+        raise Interrupted(run_dir, done, len(plan)) from None
+    except BaseException:
+        if resume is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return finalize(run_dir, config)
+
+
+def finalize(run_dir: Path, config: Config) -> Path:
+    """Aggregate the cells into metrics.json, history.csv, plots and report; rename."""
+    from .report import render
+
+    metrics = aggregate(run_dir, config)
+    store.write_json(run_dir / "metrics.json", metrics)
+    store.write_atomic(run_dir / "history.csv", combined_history(run_dir, metrics))
+    render(run_dir, metrics)
+    return store.finish(run_dir)
+
+
+def aggregate(run_dir: Path, config: Config) -> dict:
+    experiments = {}
+    for exp in config.experiments:
+        cells = [store.load_cell(run_dir, exp.name, ident) for ident, _, _ in exp.cells()]
+        experiments[exp.name] = {
+            "description": exp.description,
+            "axes": [[key, list(values)] for key, values in exp.axes],
+            "plots": exp.plots,
+            "cells": cells,
+        }
+    return {
+        "config": config.name,
+        "source": config.source,
+        "description": config.description,
+        "provenance": store.read_json(run_dir / "provenance.json"),
+        "experiments": experiments,
+    }
+
+
+def combined_history(run_dir: Path, metrics: dict) -> str:
+    """All cells' histories in one table, with experiment and cell columns in front."""
+    headers, rows = [], []
+    for name, exp in metrics["experiments"].items():
+        for cell in exp["cells"]:
+            cell_header, cell_rows = store.read_csv(
+                store.cell_path(run_dir, name, cell["cell"]) / "history.csv")
+            headers.append(cell_header)
+            rows += [[name, cell["cell"], *r] for r in cell_rows]
+    header = headers[0] if headers else []
+    if any(h != header for h in headers):  # cells with other parameters: keep common columns
+        header = header[:5]
+        rows = [r[:7] for r in rows]
+    return store.csv_text(["experiment", "cell", *header], rows)
