@@ -353,7 +353,7 @@ def sweep_figure(name: str, exp: dict, title: str) -> Figure | None:
         return None
     labels = list(cells[0]["fits"])
     panels = []
-    if any(c["comparison"]["truth_errors"] for c in cells):
+    if axis != "model.k" and any(c["comparison"]["truth_errors"] for c in cells):
         panels.append(("max |param − truth|", lambda c, m: max(
             c["comparison"]["truth_errors"][m].values()) if c["comparison"]["truth_errors"]
             else None, True))

@@ -29,13 +29,15 @@ class Prepared(NamedTuple):
     """A chunk of data reduced to what the E-step needs.
 
     Attributes:
-        statistics: ``(n, m)`` sufficient statistics ``T(x)``.
-        log_base: ``(n,)`` log base measure.
+        statistics: ``(m, n)`` sufficient statistics ``T(x)``, one column per point
+            (components-by-points is the layout in which the E-step's reductions
+            over components run as fast elementwise passes).
+        log_base: ``(n,)`` log base measure, or ``None`` where it is zero.
         shift: the reference point the statistics were formed around (or None).
     """
 
     statistics: torch.Tensor
-    log_base: torch.Tensor
+    log_base: torch.Tensor | None
     shift: torch.Tensor | None
 
 
@@ -101,40 +103,59 @@ class Mixture(LatentModel):
         return self.family.shift(data)
 
     def prepare(self, data, shift) -> Prepared:
-        return Prepared(self.family.statistics(data, shift), self.family.log_base(data), shift)
+        log_base = self.family.log_base(data)
+        return Prepared(self.family.statistics(data, shift), log_base, shift)
+
+    def _joint(self, prepared: Prepared, params) -> torch.Tensor:
+        """``log p(x_n, z_n = j)`` in the E-step's layout: ``(*batch, k, n)``."""
+        eta, log_norm = self.family.natural(params, prepared.shift)
+        offset = (params["weights"].log() - log_norm).unsqueeze(-1)  # (*B, k, 1)
+        stats = prepared.statistics
+        if eta.dim() == 2:
+            joint = torch.addmm(offset, eta, stats)
+        else:  # all restarts in one matrix product
+            joint = (eta.reshape(-1, eta.shape[-1]) @ stats).reshape(*eta.shape[:-1], -1)
+            joint += offset
+        if prepared.log_base is not None:
+            joint += prepared.log_base
+        return joint
 
     def joint(self, prepared: Prepared, params) -> torch.Tensor:
         """``log p(x_n, z_n = j)``: ``(*batch, n, k)``."""
-        eta, log_norm = self.family.natural(params, prepared.shift)
-        offset = (params["weights"].log() - log_norm).unsqueeze(-2)
-        return prepared.statistics @ eta.mT + offset + prepared.log_base.unsqueeze(-1)
+        return self._joint(prepared, params).mT
 
     def expect(self, prepared, params, hard=False) -> EStep:
-        joint = self.joint(prepared, params)
-        log_lik = torch.logsumexp(joint, -1)  # (*B, n)
+        joint = self._joint(prepared, params)  # (*B, k, n)
+        top = joint.amax(-2, keepdim=True)  # (*B, 1, n)
         if hard:
-            scores, labels = joint.max(-1)
-            resp = torch.nn.functional.one_hot(labels, self.k).to(joint.dtype)
-            objective = scores.sum(-1)
+            labels = joint.argmax(-2)
+            resp = torch.nn.functional.one_hot(labels, self.k).to(joint.dtype).mT
+            point = (joint - top).exp_().sum(-2).log_().add_(top.squeeze(-2))
+            objective = top.sum((-2, -1))
         else:
-            resp = (joint - log_lik.unsqueeze(-1)).exp()
-            scores, objective = joint.max(-1).values, log_lik.sum(-1)
-        return EStep(self.summarize(prepared, resp), log_lik.sum(-1), objective, resp, scores)
+            resp = (joint - top).exp_()
+            total = resp.sum(-2, keepdim=True)
+            resp /= total
+            point = total.log_().add_(top).squeeze(-2)  # (*B, n) log p(x_n)
+            objective = None
+        log_lik = point.sum(-1)
+        stats = {"counts": resp.sum(-1), "sums": resp @ prepared.statistics.mT}
+        return EStep(stats, log_lik, log_lik if objective is None else objective, resp.mT,
+                     top.squeeze(-2))
 
     def summarize(self, prepared, responsibilities) -> dict:
-        """Additive statistics: ``counts (*B, k)`` and ``sums (*B, k, m)``."""
-        return {
-            "counts": responsibilities.sum(-2),
-            "sums": responsibilities.mT @ prepared.statistics,
-        }
+        """Additive statistics from ``responsibilities: (*B, n, k)``:
+        ``counts (*B, k)`` and ``sums (*B, k, m)``."""
+        resp = responsibilities.mT
+        return {"counts": resp.sum(-1), "sums": resp @ prepared.statistics.mT}
 
     def maximize(self, stats, params, shift) -> Params:
         counts = stats["counts"] + 10 * EPS  # as scikit-learn: no division by zero
-        new = {"weights": counts / counts.sum(-1, keepdim=True)}
+        new = Params(weights=counts / counts.sum(-1, keepdim=True))
         new.update(self.family.maximize(counts, stats["sums"], shift, params))
         for name in self.fixed:
             new[name] = params[name] if name in params else self.fixed[name]
-        return Params(new)
+        return new
 
     def empty_components(self, stats) -> torch.Tensor:
         """``(*batch, k)`` mask of components no point is assigned to (hard EM)."""

@@ -66,11 +66,11 @@ class Family(ABC):
 
     @abstractmethod
     def statistics(self, data: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
-        """Sufficient statistics ``T(x)``: ``(n, m)``."""
+        """Sufficient statistics ``T(x)``, one column per point: ``(m, n)``."""
 
-    def log_base(self, data: torch.Tensor) -> torch.Tensor:
-        """Log base measure ``log h(x)``: ``(n,)``."""
-        return data.new_zeros(data.shape[0])
+    def log_base(self, data: torch.Tensor) -> torch.Tensor | None:
+        """Log base measure ``log h(x)``: ``(n,)``, or ``None`` where it is zero."""
+        return None
 
     @abstractmethod
     def natural(self, params: Params, shift: torch.Tensor | None):

@@ -53,7 +53,7 @@ class Binomial(Family):
         return x
 
     def statistics(self, data, shift):
-        return data.unsqueeze(-1)
+        return data.unsqueeze(0)
 
     def log_base(self, data):
         n = torch.as_tensor(float(self.tosses), dtype=data.dtype)

@@ -52,9 +52,27 @@ class Gaussian(Family):
         ):
             raise ValueError(f"reg_covar: expected a finite number >= 0, got {reg_covar!r}")
         self.covariance = covariance
-        self.reg_covar = float(reg_covar)
+        self._reg_covar = float(reg_covar)
         self.event_shape = (self.dim,)
-        self._rows, self._cols = torch.triu_indices(self.dim, self.dim)
+        d = self.dim
+        self._rows, self._cols = torch.triu_indices(d, d)
+        # position of (i, j) in the upper-triangle vector, for both triangles
+        where = torch.zeros(d, d, dtype=torch.long)
+        where[self._rows, self._cols] = torch.arange(len(self._rows))
+        self._symmetric = torch.maximum(where, where.T).reshape(-1)
+        self._off = torch.where(self._rows == self._cols, -0.5, -1.0).to(torch.float64)
+        self._upper = self._rows * d + self._cols  # upper triangle of a flattened d x d
+        self._eye = torch.eye(d, dtype=torch.float64)
+        self.reg_covar = reg_covar
+
+    @property
+    def reg_covar(self) -> float:
+        return self._reg_covar
+
+    @reg_covar.setter
+    def reg_covar(self, value: float) -> None:
+        self._reg_covar = float(value)
+        self._reg_eye = self._reg_covar * self._eye
 
     def describe(self) -> str:
         return f"gaussian(dim={self.dim}, covariance={self.covariance})"
@@ -100,43 +118,45 @@ class Gaussian(Family):
         return data.mean(0)
 
     def statistics(self, data, shift):
-        y = data - shift
+        y = (data - shift).T.contiguous()  # (d, n)
+        d, n = y.shape
         if self.covariance == "spherical":
-            second = (y * y).sum(-1, keepdim=True)
-        elif self.covariance == "diag":
-            second = y * y
-        else:
-            second = y[:, self._rows] * y[:, self._cols]
-        return torch.cat([y, second], dim=-1)
-
-    def _precision(self, params: Params):
-        """Precision matrices and log-determinants of the covariance from ``scale_tril``."""
-        tril = params["scale_tril"]
-        eye = torch.eye(self.dim, dtype=tril.dtype).expand_as(tril)
-        inv = torch.linalg.solve_triangular(tril, eye, upper=False)
-        logdet = 2 * torch.diagonal(tril, dim1=-2, dim2=-1).log().sum(-1)
-        return inv.mT @ inv, logdet
+            return torch.cat([y, (y * y).sum(0, keepdim=True)])
+        if self.covariance == "diag":
+            return torch.cat([y, y * y])
+        out = y.new_empty(d + len(self._rows), n)
+        out[:d] = y
+        at = d
+        for i in range(d):  # row i times rows i..d-1: the upper triangle of y y^T
+            torch.mul(y[i : i + 1], y[i:], out=out[at : at + d - i])
+            at += d - i
+        return out
 
     def natural(self, params, shift):
         mu = params["locs"] - shift  # (*B, k, d)
         d = self.dim
         if self.cov_name == "scales":
-            var = params["scales"] ** 2
+            var = params["scales"].square()
             if self.covariance == "spherical":
                 var = var.unsqueeze(-1)  # (*B, k, 1)
             lin = mu / var
-            second = -0.5 / var
-            log_det = var.log().expand_as(mu).sum(-1)
-            log_norm = 0.5 * (mu * lin).sum(-1) + 0.5 * (d * LOG_2PI + log_det)
-            return torch.cat([lin, second], -1), log_norm
-        precision, logdet = self._precision(params)
+            log_det = var.log().sum(-1) * (d if self.covariance == "spherical" else 1)
+            log_norm = 0.5 * ((mu * lin).sum(-1) + log_det + d * LOG_2PI)
+            return torch.cat([lin, -0.5 / var], -1), log_norm
+        tril = params["scale_tril"]
+        batch = mu.shape[:-1]  # (*B, k)
         if self.covariance == "tied":
-            precision, logdet = precision.unsqueeze(-3), logdet.unsqueeze(-1)
-        lin = (precision @ mu.unsqueeze(-1)).squeeze(-1)  # (*B, k, d)
-        off = torch.where(self._rows == self._cols, -0.5, -1.0).to(mu.dtype)
-        second = precision[..., self._rows, self._cols] * off
-        log_norm = 0.5 * (mu * lin).sum(-1) + 0.5 * (d * LOG_2PI + logdet)
-        return torch.cat([lin, second.expand(*lin.shape[:-1], -1)], -1), log_norm
+            tril = tril.unsqueeze(-3).expand(*batch, d, d)
+        if len(batch) > 1:  # bmm works on 3-D stacks (far less overhead than matmul)
+            tril, mu = tril.reshape(-1, d, d), mu.reshape(-1, d)
+        inv = torch.linalg.solve_triangular(tril, self._eye, upper=False)  # L^-1
+        white = torch.bmm(inv, mu.unsqueeze(-1))  # L^-1 mu
+        lin = torch.bmm(inv.mT, white)  # precision @ mu
+        second = torch.bmm(inv.mT, inv).flatten(-2).index_select(-1, self._upper) * self._off
+        log_norm = torch.diagonal(tril, 0, -2, -1).log().sum(-1)
+        log_norm += 0.5 * (white.square().sum((-2, -1)) + d * LOG_2PI)
+        return torch.cat([lin.squeeze(-1), second], -1).reshape(*batch, -1), log_norm.reshape(
+            batch)
 
     def maximize(self, counts, sums, shift, params):
         d = self.dim
@@ -150,17 +170,14 @@ class Gaussian(Family):
             var = (sums[..., d:] / n - mean * mean).clamp_min(0)
             out["scales"] = (var + self.reg_covar).sqrt()
         else:
-            second = sums.new_zeros(*sums.shape[:-1], d, d)
-            second[..., self._rows, self._cols] = sums[..., d:]
-            second = second + second.mT - torch.diag_embed(torch.diagonal(second, 0, -2, -1))
+            second = sums[..., d:][..., self._symmetric].unflatten(-1, (d, d))  # symmetric
             outer = mean.unsqueeze(-1) * mean.unsqueeze(-2)
             if self.covariance == "full":
                 cov = second / n.unsqueeze(-1) - outer
             else:
                 total = counts.sum(-1)[..., None, None]
                 cov = (second.sum(-3) - (counts[..., None, None] * outer).sum(-3)) / total
-            cov = 0.5 * (cov + cov.mT) + self.reg_covar * torch.eye(d, dtype=cov.dtype)
-            out["scale_tril"] = _cholesky(cov)
+            out["scale_tril"] = _cholesky(cov + self._reg_eye)
         return out
 
     def distribution(self, params, z):
@@ -192,9 +209,11 @@ class Gaussian(Family):
 def _cholesky(cov: torch.Tensor) -> torch.Tensor:
     """Cholesky factor; adds growing jitter where round-off broke positive definiteness."""
     chol, info = torch.linalg.cholesky_ex(cov)
-    jitter = 1e-10 * torch.diagonal(cov, 0, -2, -1).abs().mean().clamp_min(1e-300)
+    if not bool(info.any()):
+        return chol
+    jitter = 1e-10 * float(torch.diagonal(cov, 0, -2, -1).abs().mean().clamp_min(1e-300))
     eye = torch.eye(cov.shape[-1], dtype=cov.dtype)
-    while bool((info != 0).any()) and jitter < 1e300:
+    while bool(info.any()) and jitter < 1e300:
         chol, info = torch.linalg.cholesky_ex(cov + jitter * eye)
         jitter = jitter * 10
     return chol
