@@ -141,7 +141,7 @@ def _scatter(ax, data: np.ndarray, labels):
 def data_figure(view: CellView, title: str) -> Figure | None:
     """The data, coloured by the true component where known."""
     family, data = view.family, view.data.numpy()
-    fig = Figure(figsize=(6.4, 4.6))
+    fig = Figure(figsize=(6.4, 4.6), layout="constrained")
     ax = fig.add_subplot()
     labels = view.assignments
     if family is not None and family.name == "gaussian" and family.dim >= 2:
@@ -176,7 +176,7 @@ def fit_figure(view: CellView, title: str) -> Figure | None:
     family = view.family
     if family is None or family.name != "gaussian" or family.dim < 2:
         return None
-    fig = Figure(figsize=(6.6, 4.8))
+    fig = Figure(figsize=(6.6, 4.8), layout="constrained")
     ax = fig.add_subplot()
     resp = view.responsibilities.get("em", next(iter(view.responsibilities.values()), None))
     _scatter(ax, view.data.numpy(), None if resp is None else resp.argmax(-1))
@@ -200,7 +200,7 @@ def iterations_figure(view: CellView, panels: int, title: str) -> Figure | None:
         return None
     last = len(trace["params"]) - 1
     picks = sorted({round(i * last / max(panels - 1, 1)) for i in range(panels)})
-    fig = Figure(figsize=(3.3 * len(picks), 3.4))
+    fig = Figure(figsize=(3.3 * len(picks), 3.4), layout="constrained")
     data = view.data.numpy()
     hard = view.result["fits"]["em"]["method"] == "hard-em"
     for p, it in enumerate(picks):
@@ -228,8 +228,8 @@ def style_legend(fig: Figure, labels: list[str], entries: int, truth: bool, what
     if truth:
         handles.append(Line2D([], [], **STYLE["truth"], label="truth"))
     handles += [Line2D([], [], color=color(j), lw=3, label=f"{what} {j}") for j in range(entries)]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8,
-               bbox_to_anchor=(0.5, -0.02), frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8),
+               fontsize=8, frameon=False)
 
 
 def trajectories_figure(view: CellView, title: str) -> Figure | None:
@@ -239,7 +239,7 @@ def trajectories_figure(view: CellView, title: str) -> Figure | None:
     traces = {label: t for label, t in view.traces.items() if t["params"]}
     if not specs or not traces:
         return None
-    fig = Figure(figsize=(4.6 * len(specs), 4.0))
+    fig = Figure(figsize=(4.6 * len(specs), 4.0), layout="constrained")
     entries = 0
     for p, (name, spec) in enumerate(specs.items()):
         ax = fig.add_subplot(1, len(specs), p + 1)
@@ -258,7 +258,6 @@ def trajectories_figure(view: CellView, title: str) -> Figure | None:
         ax.grid(alpha=0.25)
     style_legend(fig, list(traces), entries, view.truth is not None, what="entry")
     fig.suptitle(title)
-    fig.subplots_adjust(bottom=0.22)
     return fig
 
 
@@ -285,7 +284,7 @@ def densities_figure(view: CellView, iterations: list[int], title: str) -> Figur
         pad = 0.05 * (x.max() - x.min() + 1e-9)
         grid = torch.linspace(x.min() - pad, x.max() + pad, 400, dtype=torch.float64)
         bins = min(80, max(10, int(np.sqrt(len(x)))))
-    fig = Figure(figsize=(4.3 * len(picks), 3.6))
+    fig = Figure(figsize=(4.3 * len(picks), 3.6), layout="constrained")
     for p, it in enumerate(picks):
         ax = fig.add_subplot(1, len(picks), p + 1)
         ax.hist(x, bins=bins, density=True, color="0.82", label="data")
@@ -314,7 +313,7 @@ def objective_figure(view: CellView, title: str) -> Figure | None:
     if not traces:
         return None
     best = max(max(t["objective"]) for t in traces.values())
-    fig = Figure(figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
     for p, key in enumerate(("iteration", "seconds")):
         ax = fig.add_subplot(1, 2, p + 1)
         for label, trace in traces.items():
@@ -362,7 +361,7 @@ def sweep_figure(name: str, exp: dict, title: str) -> Figure | None:
         panels.append(("final log-likelihood", lambda c, m: c["fits"][m]["log_likelihood"], False))
     panels.append(("seconds", lambda c, m: c["timing"]["seconds"][m], True))
     panels.append(("iterations", lambda c, m: c["fits"][m]["iterations"], False))
-    fig = Figure(figsize=(4.4 * len(panels), 3.7))
+    fig = Figure(figsize=(4.4 * len(panels), 3.7), layout="constrained")
     for p, (ylabel, metric, log_y) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), p + 1)
         lowest = math.inf

@@ -62,7 +62,7 @@ def adjusted_rand_index(a, b) -> float:
 
 def time_to_reach(fit, target: float, rtol: float) -> tuple[int | None, float | None]:
     """First iteration (and seconds) at which the fit's log-likelihood is within rtol of target."""
-    trace = fit.log_likelihood_trace
+    trace = fit.log_likelihood_trace  # NaN where not tracked: never counts as reached
     reached = torch.nonzero(trace >= target - rtol * abs(target)).flatten()
     if len(reached) == 0:
         return None, None

@@ -55,14 +55,17 @@ class Chunks:
             for s in self.slices:
                 yield self.model.prepare(self.data[s], self.shift)
 
-    def expect(self, params: Params, hard: bool, keep_scores: bool):
+    def expect(self, params: Params, hard: bool, keep_scores: bool, marginal: bool = True):
         """E-step over all chunks: summed stats, log-likelihood, objective; scores if asked."""
         stats, log_lik, objective, scores, last = None, 0.0, 0.0, [], None
         for prepared in self.prepared():
-            step = self.model.expect(prepared, params, hard)
+            step = self.model.expect(prepared, params, hard, marginal)
             stats = add_stats(stats, step.stats)
-            log_lik = log_lik + step.log_likelihood
-            objective = objective + step.objective
+            if step.log_likelihood is step.objective:
+                log_lik = objective = objective + step.objective
+            else:
+                log_lik = None if step.log_likelihood is None else log_lik + step.log_likelihood
+                objective = objective + step.objective
             if keep_scores:
                 scores.append(step.scores)
             last = step
@@ -121,7 +124,8 @@ def _freeze(done: torch.Tensor, old: Params, new: Params) -> Params:
 
 def fit_em(model, data, init, *, max_iter: int = 1000, tol: float = 1e-8, hard: bool | None = None,
            chunk_size: int | None = None, callback: Callable[[Progress], None] | None = None,
-           record_params: bool = True, cache_bytes: int = CACHE_BYTES) -> Fit:
+           record_params: bool = True, track_log_likelihood: bool = True,
+           cache_bytes: int = CACHE_BYTES) -> Fit:
     """Fit ``model`` to ``data`` by EM from ``init``.
 
     Args:
@@ -131,11 +135,13 @@ def fit_em(model, data, init, *, max_iter: int = 1000, tol: float = 1e-8, hard: 
             EMs at once in one vectorised loop and keeps the best.
         max_iter: most M-steps.
         tol: stop when the objective's relative change ``|f_t - f_{t-1}| / |f_{t-1}|``
-            is at most ``tol`` (for every restart).
+            is at most ``tol`` (for every restart); ``None`` runs all ``max_iter``.
         hard: classification EM (MAP assignments); ``None`` takes the model's default.
         chunk_size: observations per chunk (``None``: all at once if they fit ``cache_bytes``).
         callback: called with a :class:`Progress` after every E-step.
         record_params: keep the parameters of every iteration in ``param_trace``.
+        track_log_likelihood: in hard EM, also compute the marginal log-likelihood at
+            every iteration (else only at the end; the trace holds NaN before it).
 
     Returns:
         A :class:`Fit`; its traces start at ``init`` (index 0).
@@ -145,8 +151,9 @@ def fit_em(model, data, init, *, max_iter: int = 1000, tol: float = 1e-8, hard: 
     check_k(model.k, data.shape[0])
     params = model.check_params(init, "init")
     max_iter = check_int(max_iter, "max_iter", low=0)
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
-        raise ValueError(f"tol: expected a number >= 0, got {tol!r}")
+    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float))
+                            or not tol >= 0):
+        raise ValueError(f"tol: expected a number >= 0 or None, got {tol!r}")
     hard = model.default_hard if hard is None else bool(hard)
     if chunk_size is not None:
         chunk_size = check_int(chunk_size, "chunk_size", low=1)
@@ -157,7 +164,7 @@ def fit_em(model, data, init, *, max_iter: int = 1000, tol: float = 1e-8, hard: 
     # a closed-form EM needs no autograd: inference mode skips its bookkeeping (~20% per op)
     with torch.inference_mode(model.m_step_kind == "closed-form"):
         state = _loop(model, data, params, batch, hard, max_iter, tol, chunk_size, cache_bytes,
-                      callback, record_params, method, start)
+                      callback, record_params, method, start, track_log_likelihood or not hard)
     objectives, log_liks, seconds, trace, events, done, params, resp = state
     final = torch.tensor(objectives, dtype=torch.float64)  # (T, R)
     lls = torch.tensor(log_liks, dtype=torch.float64)
@@ -186,7 +193,7 @@ def fit_em(model, data, init, *, max_iter: int = 1000, tol: float = 1e-8, hard: 
 
 
 def _loop(model, data, params, batch, hard, max_iter, tol, chunk_size, cache_bytes, callback,
-          record_params, method, start):
+          record_params, method, start, marginal):
     """The iterations; returns the traces, the final parameters and responsibilities."""
     shift = model.shift(data)
     chunks = Chunks(model, data, shift, chunk_size, cache_bytes)
@@ -194,15 +201,16 @@ def _loop(model, data, params, batch, hard, max_iter, tol, chunk_size, cache_byt
     done = [False] * (math.prod(batch) if batch else 1)  # per restart, in plain floats
     previous = None
     for iteration in range(max_iter + 1):
-        stats, log_lik, objective, resp, scores = chunks.expect(params, hard, keep_scores=hard)
+        stats, log_lik, objective, resp, scores = chunks.expect(params, hard, hard, marginal)
         objectives.append(objective.reshape(-1).tolist())
-        log_liks.append(objectives[-1] if objective is log_lik else log_lik.reshape(-1).tolist())
+        log_liks.append(objectives[-1] if objective is log_lik else
+                        [math.nan] * len(done) if log_lik is None else log_lik.reshape(-1).tolist())
         seconds.append(time.perf_counter() - start)
         if record_params:
             trace.append(params)  # new tensors every iteration; cloned on the way out
         if callback is not None:
             callback(Progress(method, iteration, max_iter, max(objectives[-1]), seconds[-1]))
-        if previous is not None:
+        if previous is not None and tol is not None:
             done = [d or abs(f - p) <= tol * abs(p)
                     for d, f, p in zip(done, objectives[-1], previous)]
         if all(done) or iteration == max_iter:
@@ -217,4 +225,6 @@ def _loop(model, data, params, batch, hard, max_iter, tol, chunk_size, cache_byt
 
     if resp is None:
         resp = chunks.responsibilities(params, hard)
+    if math.isnan(log_liks[-1][0]):  # the final marginal log-likelihood is always reported
+        log_liks[-1] = chunks.expect(params, False, False)[1].reshape(-1).tolist()
     return objectives, log_liks, seconds, trace, events, done, params, resp

@@ -34,7 +34,8 @@ class EStep(NamedTuple):
 
     Attributes:
         stats: additive sufficient statistics (sum over the chunk's points).
-        log_likelihood: ``(*batch,)`` marginal log-likelihood of the chunk.
+        log_likelihood: ``(*batch,)`` marginal log-likelihood of the chunk (``None``
+            when not asked for).
         objective: ``(*batch,)`` what the E-step's EM variant maximises (the
             marginal log-likelihood; for hard EM the classification log-likelihood).
         responsibilities: ``(*batch, n, k)`` posterior (or one-hot) assignments.

@@ -124,24 +124,25 @@ class Mixture(LatentModel):
         """``log p(x_n, z_n = j)``: ``(*batch, n, k)``."""
         return self._joint(prepared, params).mT
 
-    def expect(self, prepared, params, hard=False) -> EStep:
+    def expect(self, prepared, params, hard=False, marginal=True) -> EStep:
+        """E-step on one chunk; ``marginal=False`` skips the marginal log-likelihood
+        (hard EM does not need it: its objective is the classification likelihood)."""
         joint = self._joint(prepared, params)  # (*B, k, n)
-        top = joint.amax(-2, keepdim=True)  # (*B, 1, n)
         if hard:
-            labels = joint.argmax(-2)
-            resp = torch.nn.functional.one_hot(labels, self.k).to(joint.dtype).mT
-            point = (joint - top).exp_().sum(-2).log_().add_(top.squeeze(-2))
+            top, labels = joint.max(-2, keepdim=True)  # (*B, 1, n)
+            resp = torch.zeros_like(joint).scatter_(-2, labels, 1.0)
             objective = top.sum((-2, -1))
+            log_lik = None
+            if marginal:
+                log_lik = (joint - top).exp_().sum(-2).log_().add_(top.squeeze(-2)).sum(-1)
         else:
+            top = joint.amax(-2, keepdim=True)
             resp = (joint - top).exp_()
             total = resp.sum(-2, keepdim=True)
             resp /= total
-            point = total.log_().add_(top).squeeze(-2)  # (*B, n) log p(x_n)
-            objective = None
-        log_lik = point.sum(-1)
+            objective = log_lik = total.log_().add_(top).sum((-2, -1))  # log p(x)
         stats = {"counts": resp.sum(-1), "sums": resp @ prepared.statistics.mT}
-        return EStep(stats, log_lik, log_lik if objective is None else objective, resp.mT,
-                     top.squeeze(-2))
+        return EStep(stats, log_lik, objective, resp.mT, top.squeeze(-2))
 
     def summarize(self, prepared, responsibilities) -> dict:
         """Additive statistics from ``responsibilities: (*B, n, k)``:

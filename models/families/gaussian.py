@@ -24,7 +24,7 @@ import pyro.distributions as dist
 import torch
 from torch.distributions import constraints
 
-from ..params import Params, ParamSpec
+from ..params import ParamSpec
 from ..validation import as_tensor, check_data, check_int
 from .base import Family, pick, shared
 
