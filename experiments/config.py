@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import inspect
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import tomllib
 
 from inference.init import INIT_METHODS
 from inference.vi import OPTIMIZERS
-from models.registry import model_class
+from models import registry
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 REQUIRED = object()
@@ -222,12 +221,19 @@ def _section(raw, fields: dict[str, Field], source, prefix: str, axes: list) -> 
 
 def model_options(name: str) -> dict[str, Any]:
     """Constructor options of a model class, with their defaults."""
-    signature = inspect.signature(model_class(name).__init__)
-    return {p.name: p.default for p in list(signature.parameters.values())[1:]
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return registry.options(name)
 
 
-def _model_section(raw, source, axes: list) -> dict:
+def _resolve_reference(name: str, base: Path) -> str:
+    """``my_models.py:Class`` relative to the config's folder -> an absolute reference."""
+    where, _, attr = name.rpartition(":")
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        path = Path(where).expanduser()
+        return f"{(path if path.is_absolute() else base / path).resolve()}:{attr}"
+    return name
+
+
+def _model_section(raw, source, axes: list, base: Path) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(source, "model", "expected a table with at least `name`")
     if "name" not in raw:
@@ -235,6 +241,8 @@ def _model_section(raw, source, axes: list) -> dict:
     name = raw["name"]
     if not isinstance(name, str):
         raise ConfigError(source, "model.name", f"expected a string, got {name!r:.60}")
+    if registry.is_reference(name):
+        name = _resolve_reference(name, base)
     try:
         options = model_options(name)
     except ValueError as exc:
@@ -259,13 +267,11 @@ def _model_section(raw, source, axes: list) -> dict:
 
 def build_model(options: dict, source, key: str = "model"):
     """Instantiate the configured model; constructor errors become config errors."""
-    from models.registry import build
-
     kwargs = {k: v for k, v in options.items() if k != "name"}
     try:
-        return build(options["name"], **kwargs)
+        return registry.build(options["name"], **kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(source, key, str(exc)) from None
+        raise ConfigError(source, key, str(exc).removeprefix("model: ")) from None
 
 
 def _experiment(name: str, raw: dict, source, base: Path) -> Experiment:
@@ -278,7 +284,7 @@ def _experiment(name: str, raw: dict, source, base: Path) -> Experiment:
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ConfigError(source, "description", "expected a string")
-    model = _model_section(raw.get("model"), source, axes)
+    model = _model_section(raw.get("model"), source, axes, base)
     sections = {s: _section(raw.get(s), f, source, s, axes) for s, f in SECTIONS.items()}
     truth = raw.get("truth")
     if truth is not None and not isinstance(truth, dict):

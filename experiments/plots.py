@@ -144,7 +144,14 @@ def data_figure(view: CellView, title: str) -> Figure | None:
     fig = Figure(figsize=(6.4, 4.6), layout="constrained")
     ax = fig.add_subplot()
     labels = view.assignments
-    if family is not None and family.name == "gaussian" and family.dim >= 2:
+    if family is not None and family.name == "regression" and data.shape[1] == 2:
+        _scatter(ax, data, labels)
+        _regression_lines(ax, view, ["truth"])
+        ax.set_xlabel("covariate x")
+        ax.set_ylabel("response y")
+    elif family is not None and family.name == "bernoulli" and _side(family.dim):
+        return _image_grid([("data", data[:16])], _side(family.dim), title)
+    elif family is not None and family.name == "gaussian" and family.dim >= 2:
         _scatter(ax, data, labels)
         _components_2d(ax, view, ["truth"])
         ax.set_xlabel("x₁")
@@ -161,7 +168,7 @@ def data_figure(view: CellView, title: str) -> Figure | None:
             groups = [x[labels == j] for j in range(view.model.k)]
             ax.hist(groups, bins=bins, stacked=True, color=[color(j) for j in range(len(groups))],
                     label=[f"component {j}" for j in range(len(groups))])
-        ax.set_xlabel("heads in a trial" if discrete else "x")
+        ax.set_xlabel(getattr(family, "value_label", "x"))
         ax.set_ylabel("count")
     else:
         return None
@@ -171,9 +178,87 @@ def data_figure(view: CellView, title: str) -> Figure | None:
     return fig
 
 
-def fit_figure(view: CellView, title: str) -> Figure | None:
-    """2-D data coloured by EM's assignment; centres and 2σ ellipses of truth, EM and VI."""
+def _side(dim: int) -> int | None:
+    """The side of a square image of ``dim`` pixels, if it is one."""
+    side = math.isqrt(dim)
+    return side if side * side == dim and side > 1 else None
+
+
+def _image_grid(rows: list[tuple[str, np.ndarray]], side: int, title: str) -> Figure:
+    """Rows of square images (one row per source), grey levels 0..1."""
+    cols = max(len(images) for _, images in rows)
+    fig = Figure(figsize=(1.25 * cols + 0.8, 1.35 * len(rows) + 0.6), layout="constrained")
+    axes = fig.subplots(len(rows), cols, squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(images):
+                ax.imshow(np.asarray(images[c]).reshape(side, side), cmap="gray_r", vmin=0,
+                          vmax=1)
+            else:
+                ax.axis("off")
+            if c == 0:
+                ax.set_ylabel(label, fontsize=9)
+    fig.suptitle(title)
+    return fig
+
+
+def prototypes_figure(view: CellView, title: str) -> Figure | None:
+    """Bernoulli mixtures of square images: the learned prototypes of EM and VI (and truth)."""
     family = view.family
+    if family is None or family.name != "bernoulli" or not _side(family.dim):
+        return None
+    rows = []
+    if view.truth is not None:
+        rows.append(("truth", view.truth["probs"].numpy()))
+    for label, params in view.fits.items():
+        order = _order_like(view, params)
+        rows.append((LABEL[label].split(" ")[0], params["probs"].numpy()[order]))
+    return _image_grid(rows, _side(family.dim), title)
+
+
+def _order_like(view: CellView, params: Params) -> np.ndarray:
+    """Component order matching the truth (when known), for side-by-side pictures."""
+    if view.truth is None:
+        return np.arange(view.model.k)
+    from inference.compare import alignment
+
+    return np.asarray(alignment(view.model, view.truth, params))
+
+
+def _regression_lines(ax, view: CellView, sources: list[str]):
+    x = view.data[:, 0].numpy()
+    grid = np.linspace(x.min(), x.max(), 50)
+    intercept = view.family.intercept
+    for src in sources:
+        params = view.truth if src == "truth" else view.fits.get(src)
+        if params is None:
+            continue
+        coefs = params["coefs"].numpy()
+        for j in range(view.model.k):
+            line = coefs[j, 0] + coefs[j, 1] * grid if intercept else coefs[j, 0] * grid
+            ax.plot(grid, line, lw=1.8, **STYLE[src], label=LABEL[src] if j == 0 else None)
+
+
+def fit_figure(view: CellView, title: str) -> Figure | None:
+    """2-D data coloured by EM's assignment; centres and 2σ ellipses (or regression lines)
+    of truth, EM and VI."""
+    family = view.family
+    if family is not None and family.name == "regression" and view.data.shape[1] == 2:
+        fig = Figure(figsize=(6.6, 4.8), layout="constrained")
+        ax = fig.add_subplot()
+        resp = view.responsibilities.get("em", next(iter(view.responsibilities.values()), None))
+        _scatter(ax, view.data.numpy(), None if resp is None else resp.argmax(-1))
+        _regression_lines(ax, view, ["truth", "em", "vi"])
+        ax.set_xlabel("covariate x")
+        ax.set_ylabel("response y")
+        ax.set_title(title)
+        handles, labels = ax.get_legend_handles_labels()
+        keep = [(h, lab) for h, lab in zip(handles, labels) if not lab.startswith("cluster")]
+        ax.legend(*zip(*keep), fontsize=8)
+        return fig
     if family is None or family.name != "gaussian" or family.dim < 2:
         return None
     fig = Figure(figsize=(6.6, 4.8), layout="constrained")
@@ -277,12 +362,10 @@ def densities_figure(view: CellView, iterations: list[int], title: str) -> Figur
     picks = sorted({i for i in iterations if i < last} | {last})
     x = data.reshape(-1).numpy()
     discrete = bool(getattr(family, "discrete", False))
+    grid = family.grid(data)
     if discrete:
-        grid = family.support(data)
         bins = np.arange(float(grid[0]) - 0.5, float(grid[-1]) + 1.5)
     else:
-        pad = 0.05 * (x.max() - x.min() + 1e-9)
-        grid = torch.linspace(x.min() - pad, x.max() + pad, 400, dtype=torch.float64)
         bins = min(80, max(10, int(np.sqrt(len(x)))))
     fig = Figure(figsize=(4.3 * len(picks), 3.6), layout="constrained")
     for p, it in enumerate(picks):
@@ -299,7 +382,7 @@ def densities_figure(view: CellView, iterations: list[int], title: str) -> Figur
                     label="truth")
         ax.set_title("initial" if it == 0 else ("final" if it == last else f"iteration {it}"),
                      fontsize=10)
-        ax.set_xlabel("heads in a trial" if discrete else "x")
+        ax.set_xlabel(family.value_label)
         if p == 0:
             ax.set_ylabel("probability" if discrete else "density")
             ax.legend(fontsize=7)
@@ -396,6 +479,7 @@ def cell_figures(view: CellView, name: str, plots: dict) -> list[tuple[str, Figu
     figures = [
         (f"{name}_data", data_figure(view, f"{name}: data ({model})")),
         (f"{name}_fit", fit_figure(view, f"{name}: truth, EM and VI components")),
+        (f"{name}_prototypes", prototypes_figure(view, f"{name}: prototypes (P(pixel = 1))")),
         (f"{name}_iterations", iterations_figure(view, plots["panels"], f"{name}: EM iterations")
          if view.result["fits"].get("em", {}).get("method") == "hard-em" else None),
         (f"{name}_trajectories", trajectories_figure(view, f"{name}: parameters per iteration")),

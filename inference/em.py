@@ -34,9 +34,14 @@ class Chunks:
     def __init__(self, model, data: torch.Tensor, shift, chunk_size: int | None, cache_bytes: int):
         self.model, self.data, self.shift = model, data, shift
         n = data.shape[0]
+        if not getattr(model, "chunkable", True):  # its statistics are not additive
+            if chunk_size is not None:
+                raise ValueError("chunk_size: this model's M-step is generic (numerical) and "
+                                 "needs all the data at once")
+            chunk_size, cache_bytes = n, float("inf")
         probe = model.prepare(data[:16], shift)
-        row_bytes = sum(t.numel() * t.element_size() for t in probe if torch.is_tensor(t)) / len(
-            data[:16])
+        parts = [probe] if torch.is_tensor(probe) else [t for t in probe if torch.is_tensor(t)]
+        row_bytes = sum(t.numel() * t.element_size() for t in parts) / len(data[:16])
         if chunk_size is None:
             fits = row_bytes * n <= cache_bytes
             chunk_size = n if fits else max(1, int(cache_bytes // row_bytes))
@@ -82,8 +87,7 @@ def _relocate_empty(model, chunks: Chunks, stats: dict, scores, params: Params, 
     """Hard EM: move each empty component to the point farthest from its centre.
 
     The farthest points are those with the lowest log joint under their MAP
-    component; their statistics move from their old component to the empty one
-    (statistics are linear in the responsibilities). As scikit-learn's k-means.
+    component (as scikit-learn's k-means); the model moves them in its statistics.
 
     Returns:
         The corrected statistics and the relocated components, ``[(restart, component)]``.
@@ -91,25 +95,16 @@ def _relocate_empty(model, chunks: Chunks, stats: dict, scores, params: Params, 
     empty = model.empty_components(stats)
     if not bool(empty.any()):
         return stats, []
-    moved = []
     stats = {key: value.clone() for key, value in stats.items()}
+    moved = []
     for b in range(math.prod(batch)) if batch else [None]:
-        mask = empty if b is None else empty[b]
-        targets = torch.nonzero(mask).flatten()
+        targets = torch.nonzero(empty if b is None else empty[b]).flatten()
         if len(targets) == 0:
             continue
-        moved += [(b, int(t)) for t in targets]
         order = torch.argsort(scores if b is None else scores[b])[: len(targets)]
         local = params if b is None else params.select(b, model.specs)
-        prepared = model.prepare(chunks.data[order], chunks.shift)
-        old = model.expect(prepared, local, True).responsibilities
-        new = torch.nn.functional.one_hot(targets, model.k).to(old.dtype)
-        delta = model.summarize(prepared, new - old)
-        for key in stats:
-            if b is None:
-                stats[key] += delta[key]
-            else:
-                stats[key][b] += delta[key]
+        model.move_points(stats, b, targets, order, chunks.data, local, chunks.shift)
+        moved += [(b, int(t)) for t in targets]
     return stats, moved
 
 

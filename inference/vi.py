@@ -81,6 +81,9 @@ def fit_vi(model, data, init, *, optimizer: str = "adam", lr: float | None = Non
     patience = check_int(patience if patience is not None else (1 if optimizer == "lbfgs" else 10),
                          "patience", low=1)
     batch = params.batch_shape(model.specs)
+    if batch and model.plate_nesting(params) < 2:
+        raise ValueError("init: this model's program takes one parameter set; fit_vi needs "
+                         "a single start (restarts = 1)")
     fixed = Params({k: v for k, v in params.items() if model.specs[k].fixed})
     free = {k: interior(v, model.specs[k].constraint).clone() for k, v in params.items()
             if not model.specs[k].fixed}

@@ -49,6 +49,34 @@ class EStep(NamedTuple):
     scores: torch.Tensor
 
 
+def posterior(joint: torch.Tensor, hard: bool, marginal: bool = True):
+    """Responsibilities from log joints, in the E-step's components-by-points layout.
+
+    Args:
+        joint: ``(*batch, k, n)`` log p(x_n, z_n = j).
+        hard: one-hot MAP assignments instead of posterior probabilities.
+        marginal: in hard mode, also compute the marginal log-likelihood.
+
+    Returns:
+        ``(resp (*batch, k, n), log_likelihood (*batch,) or None, objective (*batch,),
+        top (*batch, n))`` where ``top`` is each point's largest log joint.
+    """
+    if hard:
+        top, labels = joint.max(-2, keepdim=True)  # (*B, 1, n); argmax over dim -2 is slow
+        resp = torch.zeros_like(joint).scatter_(-2, labels, 1.0)
+        objective = top.sum((-2, -1))
+        log_lik = None
+        if marginal:
+            log_lik = (joint - top).exp_().sum(-2).log_().add_(top.squeeze(-2)).sum(-1)
+    else:
+        top = joint.amax(-2, keepdim=True)
+        resp = (joint - top).exp_()
+        total = resp.sum(-2, keepdim=True)
+        resp /= total
+        objective = log_lik = total.log_().add_(top).sum((-2, -1))
+    return resp, log_lik, objective, top.squeeze(-2)
+
+
 class Simulation(NamedTuple):
     """Data drawn from a model's Pyro program: ``data: (n, ...)``, ``assignments: (n,)``."""
 
@@ -206,8 +234,12 @@ class LatentModel:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             trace = poutine.trace(program).get_trace(params, None, n)
-        data = trace.nodes[OBSERVATION]["value"].detach().to(torch.float64)
+        data = self.from_trace(trace).detach().to(torch.float64)
         return Simulation(data, trace.nodes[ASSIGNMENT]["value"].detach().long())
+
+    def from_trace(self, trace) -> torch.Tensor:
+        """The simulated data rows in a trace of the program (default: the observations)."""
+        return trace.nodes[OBSERVATION]["value"]
 
     # -- whole-data E and M steps ----------------------------------------------------
     def e_step(self, data, params, hard: bool = False):

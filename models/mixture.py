@@ -18,7 +18,7 @@ import pyro.distributions as dist
 import torch
 from torch.distributions import constraints
 
-from .base import ASSIGNMENT, OBSERVATION, EStep, LatentModel
+from .base import ASSIGNMENT, OBSERVATION, EStep, LatentModel, posterior
 from .families.base import Family
 from .params import Params, ParamSpec
 
@@ -75,12 +75,19 @@ class Mixture(LatentModel):
                 plates.enter_context(pyro.plate("restarts", weights.shape[0], dim=-2))
                 weights = weights.unsqueeze(-2)
             plates.enter_context(pyro.plate("data", n, dim=-1))
+            inputs = self.family.inputs(data, n)  # covariates, for regressions
             z = pyro.sample(ASSIGNMENT, dist.Categorical(weights), infer={"enumerate": "parallel"})
-            pyro.sample(OBSERVATION, self.family.distribution(params, z), obs=data)
+            pyro.sample(OBSERVATION, self.family.distribution(params, z, inputs),
+                        obs=self.family.observed(data))
+            return inputs
 
     # -- data and parameters ---------------------------------------------------------
     def check_data(self, data, name="data"):
         return self.family.check_data(data, name)
+
+    def from_trace(self, trace) -> torch.Tensor:
+        return self.family.assemble(trace.nodes["_RETURN"]["value"],
+                                    trace.nodes[OBSERVATION]["value"])
 
     def canonical(self, values):
         return self.family.canonical(values)
@@ -127,22 +134,9 @@ class Mixture(LatentModel):
     def expect(self, prepared, params, hard=False, marginal=True) -> EStep:
         """E-step on one chunk; ``marginal=False`` skips the marginal log-likelihood
         (hard EM does not need it: its objective is the classification likelihood)."""
-        joint = self._joint(prepared, params)  # (*B, k, n)
-        if hard:
-            top, labels = joint.max(-2, keepdim=True)  # (*B, 1, n)
-            resp = torch.zeros_like(joint).scatter_(-2, labels, 1.0)
-            objective = top.sum((-2, -1))
-            log_lik = None
-            if marginal:
-                log_lik = (joint - top).exp_().sum(-2).log_().add_(top.squeeze(-2)).sum(-1)
-        else:
-            top = joint.amax(-2, keepdim=True)
-            resp = (joint - top).exp_()
-            total = resp.sum(-2, keepdim=True)
-            resp /= total
-            objective = log_lik = total.log_().add_(top).sum((-2, -1))  # log p(x)
+        resp, log_lik, objective, top = posterior(self._joint(prepared, params), hard, marginal)
         stats = {"counts": resp.sum(-1), "sums": resp @ prepared.statistics.mT}
-        return EStep(stats, log_lik, objective, resp.mT, top.squeeze(-2))
+        return EStep(stats, log_lik, objective, resp.mT, top)
 
     def summarize(self, prepared, responsibilities) -> dict:
         """Additive statistics from ``responsibilities: (*B, n, k)``:
@@ -161,3 +155,17 @@ class Mixture(LatentModel):
     def empty_components(self, stats) -> torch.Tensor:
         """``(*batch, k)`` mask of components no point is assigned to (hard EM)."""
         return stats["counts"] <= 0
+
+    def move_points(self, stats, restart, targets, indices, data, params, shift) -> None:
+        """Hard EM: move points ``data[indices]`` to components ``targets`` in ``stats``
+        (in place, for restart ``restart`` or unbatched ``None``).
+
+        Statistics are linear in the responsibilities, so the move adds
+        ``summarize(rows, new - old)``.
+        """
+        prepared = self.prepare(data[indices], shift)
+        old = self.expect(prepared, params, True, False).responsibilities
+        new = torch.nn.functional.one_hot(targets, self.k).to(old.dtype)
+        delta = self.summarize(prepared, new - old)
+        for key, value in delta.items():
+            (stats[key] if restart is None else stats[key][restart]).add_(value)

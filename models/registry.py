@@ -1,10 +1,25 @@
-"""Registered models by name, so configs and the CLI can build them."""
+"""Registered models by name, and user models loaded from the files a config names.
+
+A model name is either a registered name (``"gaussian_mixture"``) or a reference
+to a class in the user's own code: ``"path/to/my_models.py:PoissonCounts"`` or
+``"package.module:Class"``. The file is imported only because a config (or the
+caller) names it. The class is either a component :class:`~models.families.Family`
+(the model is then ``Mixture(family, k)``) or a whole model (a
+:class:`~models.base.LatentModel` subclass, e.g. a :class:`~models.pyro_model.PyroModel`).
+"""
 
 from __future__ import annotations
 
 import difflib
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
 
 REGISTRY: dict[str, type] = {}
+_LOADED: dict[tuple, object] = {}
 
 
 def register(cls: type) -> type:
@@ -13,8 +28,78 @@ def register(cls: type) -> type:
     return cls
 
 
+def is_reference(name: str) -> bool:
+    """``module:Class`` or ``file.py:Class`` rather than a registered name."""
+    return ":" in name
+
+
+def _import_file(path: Path):
+    key = (str(path), path.stat().st_mtime_ns)
+    if key not in _LOADED:
+        digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+        module_name = f"emvi_user_{path.stem}_{digest}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # dataclasses and pickling look modules up
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # the user's code: report it in one line
+            del sys.modules[module_name]
+            raise ValueError(f"model: importing {path} failed: {type(exc).__name__}: "
+                             f"{exc}") from None
+        _LOADED[key] = module
+    return _LOADED[key]
+
+
+def load_reference(name: str) -> type:
+    """The class a ``file.py:Class`` or ``package.module:Class`` reference names."""
+    where, _, attr = name.rpartition(":")
+    if not where or not attr:
+        raise ValueError(f"model: expected 'file.py:Class' or 'module:Class', got {name!r}")
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        path = Path(where).expanduser()
+        if not path.is_file():
+            raise ValueError(f"model: no such file {str(path)!r}")
+        module = _import_file(path.resolve())
+    else:
+        try:
+            module = importlib.import_module(where)
+        except Exception as exc:
+            raise ValueError(f"model: cannot import module {where!r}: "
+                             f"{type(exc).__name__}: {exc}") from None
+    if not hasattr(module, attr):
+        classes = [n for n, v in vars(module).items() if inspect.isclass(v)
+                   and v.__module__ == module.__name__]
+        close = difflib.get_close_matches(attr, classes, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"model: no class {attr!r} in {where}{hint}; it defines {classes}")
+    cls = getattr(module, attr)
+    check_contract(cls, name)
+    return cls
+
+
+def check_contract(cls, name: str) -> None:
+    """A user class must be a complete Family or a LatentModel with a program."""
+    from .base import LatentModel
+    from .families.base import Family
+
+    if not inspect.isclass(cls) or not issubclass(cls, (Family, LatentModel)):
+        raise ValueError(f"model: {name} does not meet the model contract: expected a "
+                         "subclass of models.Family or models.LatentModel (e.g. PyroModel)")
+    missing = sorted(getattr(cls, "__abstractmethods__", ()))
+    if issubclass(cls, LatentModel):
+        for method in ("program", "check_data"):
+            if getattr(cls, method) is getattr(LatentModel, method):
+                missing.append(method)
+    if missing:
+        raise ValueError(f"model: {name} does not meet the model contract: it does not "
+                         f"define {', '.join(missing)}")
+
+
 def model_class(name: str) -> type:
-    """The registered class called ``name``; ``ValueError`` with a suggestion otherwise."""
+    """The class called ``name`` (registered or referenced); ``ValueError`` otherwise."""
+    if is_reference(name):
+        return load_reference(name)
     if name not in REGISTRY:
         close = difflib.get_close_matches(name, list(REGISTRY), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -22,6 +107,31 @@ def model_class(name: str) -> type:
     return REGISTRY[name]
 
 
-def build(name: str, **options):
-    """Instantiate the registered model ``name`` with its hyper-parameters."""
-    return model_class(name)(**options)
+def options(name: str) -> dict:
+    """The options a model takes, with their defaults (a family gets ``k`` and ``weights``)."""
+    from .families.base import Family
+
+    cls = model_class(name)
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    found = {p.name: p.default for p in params
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if issubclass(cls, Family):
+        return {"k": 2, "weights": None, **found}
+    return found
+
+
+def build(name: str, **kwargs):
+    """Instantiate the model ``name`` with its options.
+
+    For a family, ``k`` (default 2) and ``weights`` (fixed mixing weights, default
+    learned) go to :class:`~models.mixture.Mixture`; the rest to the family.
+    """
+    from .families.base import Family
+    from .mixture import Mixture
+
+    cls = model_class(name)
+    if issubclass(cls, Family):
+        k = kwargs.pop("k", 2)
+        weights = kwargs.pop("weights", None)
+        return Mixture(cls(**kwargs), k, fixed=None if weights is None else {"weights": weights})
+    return cls(**kwargs)

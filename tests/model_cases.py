@@ -6,7 +6,16 @@ missing from this table fails ``test_every_registered_model_has_a_case``.
 
 from __future__ import annotations
 
-from models import GaussianMixture, KMeans, TwoCoins
+from models import (
+    BernoulliMixture,
+    CategoricalMixture,
+    ExponentialMixture,
+    GaussianMixture,
+    KMeans,
+    PoissonMixture,
+    RegressionMixture,
+    TwoCoins,
+)
 
 CASES = {
     "kmeans": lambda: (KMeans(k=3, dim=2), {"locs": [[-6.0, -4.0], [0.0, 6.0], [7.0, -2.0]]}),
@@ -41,10 +50,39 @@ CASES = {
         {"weights": [0.3, 0.3, 0.4], "locs": [[-6.0, 0.0], [6.0, 1.0], [0.0, 8.0]],
          "covariances": [[2.0, 0.5], [0.5, 1.0]]},
     ),
+    "bernoulli": lambda: (
+        BernoulliMixture(k=3, dim=6),
+        {"weights": [0.3, 0.3, 0.4],
+         "probs": [[0.9, 0.9, 0.9, 0.1, 0.1, 0.1], [0.1, 0.1, 0.9, 0.9, 0.9, 0.1],
+                   [0.8, 0.1, 0.8, 0.1, 0.8, 0.1]]},
+    ),
+    "categorical": lambda: (
+        CategoricalMixture(k=2, categories=3, dim=4),
+        {"weights": [0.4, 0.6],
+         "probs": [[[0.8, 0.1, 0.1], [0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1]],
+                   [[0.1, 0.2, 0.7], [0.2, 0.6, 0.2], [0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]]},
+    ),
+    "poisson": lambda: (
+        PoissonMixture(k=3), {"weights": [0.3, 0.3, 0.4], "rates": [1.0, 8.0, 25.0]},
+    ),
+    "exponential": lambda: (
+        ExponentialMixture(k=2), {"weights": [0.4, 0.6], "rates": [5.0, 0.3]},
+    ),
+    "regression": lambda: (
+        RegressionMixture(k=2, features=1),
+        {"weights": [0.5, 0.5], "coefs": [[1.0, 2.0], [-2.0, -1.0]], "scales": [0.5, 0.8]},
+    ),
+    "regression_2d": lambda: (
+        RegressionMixture(k=2, features=2, intercept=False),
+        {"weights": [0.4, 0.6], "coefs": [[1.0, 2.0], [-2.0, 0.5]], "scales": [0.3, 0.6]},
+    ),
 }
 
 #: which case stands for each registered model name
-REGISTERED = {"kmeans": "kmeans", "two_coins": "two_coins", "gaussian_mixture": "gmm_full"}
+REGISTERED = {"kmeans": "kmeans", "two_coins": "two_coins", "gaussian_mixture": "gmm_full",
+              "bernoulli_mixture": "bernoulli", "categorical_mixture": "categorical",
+              "poisson_mixture": "poisson", "exponential_mixture": "exponential",
+              "regression_mixture": "regression"}
 
 
 def make(name: str):

@@ -51,6 +51,8 @@ class Family(ABC):
     event_shape: tuple[int, ...] = ()
     #: observations are whole numbers (plots draw a probability mass function)
     discrete: bool = False
+    #: what one observation is called on plot axes
+    value_label: str = "x"
 
     @abstractmethod
     def specs(self, k: int) -> dict[str, ParamSpec]:
@@ -92,12 +94,35 @@ class Family(ABC):
         """
 
     @abstractmethod
-    def distribution(self, params: Params, z: torch.Tensor):
-        """The Pyro distribution of one observation given assignment ``z``."""
+    def distribution(self, params: Params, z: torch.Tensor, inputs=None):
+        """The Pyro distribution of one observation given assignment ``z``.
+
+        Args:
+            inputs: what :meth:`inputs` gave (covariates), or ``None``.
+        """
+
+    def inputs(self, data: torch.Tensor | None, n: int):
+        """Covariates the observation is conditioned on (regressions), read from the data
+        or, when simulating (``data is None``), drawn inside the program. Default: none."""
+        return None
+
+    def observed(self, data: torch.Tensor | None):
+        """What the program's observation site sees (default: the whole row)."""
+        return data
+
+    def assemble(self, inputs, observed: torch.Tensor) -> torch.Tensor:
+        """Simulated data rows from the program's covariates and observations."""
+        return observed
 
     def features(self, data: torch.Tensor) -> torch.Tensor:
         """Points in a Euclidean space for distance-based initialisation: ``(n, f)``."""
         return data.reshape(data.shape[0], -1)
+
+    def grid(self, data: torch.Tensor) -> torch.Tensor:
+        """Points at which plots draw the fitted density of a scalar observation."""
+        x = data.reshape(-1)
+        pad = 0.05 * float(x.max() - x.min() + 1e-9)
+        return torch.linspace(float(x.min()) - pad, float(x.max()) + pad, 400, dtype=data.dtype)
 
     def canonical(self, values: dict) -> dict:
         """Accept convenient aliases for user-given parameters (e.g. covariances)."""

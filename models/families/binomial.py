@@ -27,6 +27,7 @@ class Binomial(Family):
     name = "binomial"
     event_shape = ()
     discrete = True
+    value_label = "heads in a trial"
 
     def __init__(self, tosses: int = 10):
         self.tosses = check_int(tosses, "tosses", low=1)
@@ -34,8 +35,8 @@ class Binomial(Family):
     def describe(self) -> str:
         return f"binomial(tosses={self.tosses})"
 
-    def support(self, data):
-        """Every possible observation, for drawing the probability mass function."""
+    def grid(self, data):
+        """Every possible observation: plots draw the probability mass function."""
         return torch.arange(self.tosses + 1, dtype=data.dtype)
 
     def specs(self, k):
@@ -66,7 +67,7 @@ class Binomial(Family):
     def maximize(self, counts, sums, shift, params):
         return {"probs": (sums[..., 0] / (counts * self.tosses)).clamp(0, 1)}
 
-    def distribution(self, params, z):
+    def distribution(self, params, z, inputs=None):
         return dist.Binomial(self.tosses, probs=pick(params["probs"], z, 0))
 
     def features(self, data):

@@ -180,7 +180,7 @@ class Gaussian(Family):
             out["scale_tril"] = _cholesky(cov + self._reg_eye)
         return out
 
-    def distribution(self, params, z):
+    def distribution(self, params, z, inputs=None):
         loc = pick(params["locs"], z, 1)
         if self.covariance == "spherical":
             return dist.Normal(loc, pick(params["scales"], z, 0).unsqueeze(-1)).to_event(1)

@@ -1,0 +1,60 @@
+"""Bernoulli components: vectors of binary features (pixels of binary images, answers yes/no).
+
+Parameters: ``probs: (k, dim)``, each component's chance of a 1 in each feature.
+``log p(x | p) = x . logit(p) + sum log(1 - p)``.
+"""
+
+from __future__ import annotations
+
+import pyro.distributions as dist
+import torch
+from torch.distributions import constraints
+
+from ..params import ParamSpec
+from ..validation import check_data, check_int
+from .base import Family, pick
+
+LOGIT_LIMIT = 700.0  # keeps 0 * logit(0) from becoming NaN; exp(-700) is 0 for all purposes
+
+
+class Bernoulli(Family):
+    """``dim`` independent binary features per observation."""
+
+    name = "bernoulli"
+
+    def __init__(self, dim: int = 2):
+        self.dim = check_int(dim, "dim", low=1)
+        self.event_shape = (self.dim,)
+
+    def describe(self) -> str:
+        return f"bernoulli(dim={self.dim})"
+
+    def specs(self, k):
+        return {"probs": ParamSpec((k, self.dim), constraints.unit_interval,
+                                   doc="chance of a 1 per feature")}
+
+    def check_data(self, data, name="data"):
+        x = check_data(data, name, self.event_shape)
+        bad = (x != 0) & (x != 1)
+        if bad.any():
+            where = tuple(int(i) for i in torch.nonzero(bad)[0])
+            raise ValueError(f"{name}: expected binary values 0 or 1, found {x[where].item()} "
+                             f"at index {where}")
+        return x
+
+    def statistics(self, data, shift):
+        return data.T.contiguous()
+
+    def natural(self, params, shift):
+        logits = torch.logit(params["probs"]).clamp(-LOGIT_LIMIT, LOGIT_LIMIT)
+        return logits, torch.nn.functional.softplus(logits).sum(-1)
+
+    def maximize(self, counts, sums, shift, params):
+        return {"probs": (sums / counts.unsqueeze(-1)).clamp(0, 1)}
+
+    def distribution(self, params, z, inputs=None):
+        return dist.Bernoulli(probs=pick(params["probs"], z, 1)).to_event(1)
+
+    def random_params(self, k, data, generator):
+        return {"probs": 0.2 + 0.6 * torch.rand(k, self.dim, generator=generator,
+                                                dtype=data.dtype)}

@@ -1,0 +1,60 @@
+"""Poisson components: counts (events per hour, reads per gene).
+
+Parameters: ``rates: (k,)``. ``log p(x | r) = x log r - r - log x!``.
+"""
+
+from __future__ import annotations
+
+import pyro.distributions as dist
+import torch
+from torch.distributions import constraints
+
+from ..params import ParamSpec
+from ..validation import check_data
+from .base import Family, pick
+
+LOG_FLOOR = -745.0
+
+
+class Poisson(Family):
+    """A non-negative count per observation."""
+
+    name = "poisson"
+    event_shape = ()
+    discrete = True
+    value_label = "count"
+
+    def specs(self, k):
+        return {"rates": ParamSpec((k,), constraints.positive, doc="mean count")}
+
+    def check_data(self, data, name="data"):
+        x = check_data(data, name, ())
+        bad = (x < 0) | (x != x.round())
+        if bad.any():
+            i = int(torch.nonzero(bad)[0])
+            raise ValueError(f"{name}: expected non-negative whole counts, found {x[i].item()} "
+                             f"at index {i}")
+        return x
+
+    def statistics(self, data, shift):
+        return data.unsqueeze(0)
+
+    def log_base(self, data):
+        return -torch.lgamma(data + 1)
+
+    def natural(self, params, shift):
+        rates = params["rates"]
+        return rates.log().clamp_min(LOG_FLOOR).unsqueeze(-1), rates
+
+    def maximize(self, counts, sums, shift, params):
+        return {"rates": (sums[..., 0] / counts).clamp_min(1e-300)}  # zero only at the boundary
+
+    def distribution(self, params, z, inputs=None):
+        return dist.Poisson(pick(params["rates"], z, 0))
+
+    def grid(self, data):
+        return torch.arange(int(data.max()) + 2, dtype=data.dtype)
+
+    def random_params(self, k, data, generator):
+        return {"rates": data.mean().clamp_min(0.5) * (0.3 + 1.4 * torch.rand(
+            k, generator=generator, dtype=data.dtype))}

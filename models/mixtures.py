@@ -1,0 +1,61 @@
+"""Mixtures of the shipped families, registered so configs can name them.
+
+Each is ``Mixture(family, k)`` and nothing more: the Pyro program, the E-step and
+the M-step come from :class:`models.mixture.Mixture` and the family.
+"""
+
+from __future__ import annotations
+
+from .families import Bernoulli, Categorical, Exponential, LinearRegression, Poisson
+from .mixture import Mixture
+from .registry import register
+
+
+@register
+class BernoulliMixture(Mixture):
+    """Binary vectors (e.g. binary images) from k prototypes of pixel probabilities."""
+
+    name = "bernoulli_mixture"
+
+    def __init__(self, k: int = 2, dim: int = 2):
+        super().__init__(Bernoulli(dim), k)
+
+
+@register
+class CategoricalMixture(Mixture):
+    """Latent classes: ``dim`` labels per observation, each from its class's distribution."""
+
+    name = "categorical_mixture"
+
+    def __init__(self, k: int = 2, categories: int = 3, dim: int = 4):
+        super().__init__(Categorical(categories, dim), k)
+
+
+@register
+class PoissonMixture(Mixture):
+    """Counts from k Poisson rates."""
+
+    name = "poisson_mixture"
+
+    def __init__(self, k: int = 2):
+        super().__init__(Poisson(), k)
+
+
+@register
+class ExponentialMixture(Mixture):
+    """Waiting times from k exponential rates."""
+
+    name = "exponential_mixture"
+
+    def __init__(self, k: int = 2):
+        super().__init__(Exponential(), k)
+
+
+@register
+class RegressionMixture(Mixture):
+    """A mixture of k linear regressions of y on ``features`` covariates."""
+
+    name = "regression_mixture"
+
+    def __init__(self, k: int = 2, features: int = 1, intercept: bool = True):
+        super().__init__(LinearRegression(features, intercept), k)
