@@ -68,3 +68,27 @@ def test_fit_failing_mid_run_leaves_no_run_directory(emvi, write_config, coins_c
     line = one_line_error(*emvi("run", path, "--quiet", "--out", tmp_path / "runs")[::2])
     assert "NaN" in line
     assert list((tmp_path / "runs").rglob("*")) in ([], [tmp_path / "runs" / "cfg"])
+
+
+USER_CONFIG = """
+model = {{ name = "{name}", k = 2 }}
+truth = {{ weights = [0.5, 0.5], rates = [1.0, 9.0] }}
+data = {{ n = 50, seed = 0 }}
+"""
+
+
+@pytest.mark.parametrize("source, name, words", [
+    (None, "missing.py:Counts", "no such file"),
+    ("class Other:\n    pass\n", "user.py:Counts", "no class 'Counts' in"),
+    ("class Counts:\n    pass\n", "user.py:Counts", "does not meet the model contract"),
+    ("from models import Family\nclass Counts(Family):\n    pass\n", "user.py:Counts",
+     "does not define"),
+    ("raise RuntimeError('broken on import')\n", "user.py:Counts", "broken on import"),
+    (None, "no_such_module_xyz:Counts", "cannot import module"),
+])
+def test_bad_user_model_reference(source, name, words, emvi, write_config, tmp_path):
+    if source is not None:
+        (tmp_path / "user.py").write_text(source, encoding="utf-8")
+    path = write_config(USER_CONFIG.format(name=name))
+    line = one_line_error(*emvi("run", path, "--out", tmp_path / "runs")[::2])
+    assert str(path) in line and "model.name" in line and words in line, line
