@@ -6,8 +6,10 @@ User errors print one line (``emvi: error: ...``) and exit 2; never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 from . import store
@@ -151,17 +153,30 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv=None) -> int:
+    """The command; returns the exit status (0, 2 for an error, 130 when interrupted)."""
     try:
         args = parser().parse_args(argv)
-        return args.func(args)
-    except (UsageError, ConfigError, ValueError, TypeError, FileNotFoundError) as exc:
-        message = " ".join(str(exc).split())  # one line
-        print(f"emvi: error: {message}", file=sys.stderr)
+        with warnings.catch_warnings():
+            if not os.environ.get("EMVI_DEBUG"):  # results carry notes; library chatter is noise
+                warnings.simplefilter("ignore")
+            return args.func(args)
+    except (UsageError, ConfigError, ValueError, TypeError, OSError) as exc:
+        print(f"emvi: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("emvi: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # anything else still answers in one line
+        if os.environ.get("EMVI_DEBUG"):
+            raise
+        print(f"emvi: error: {type(exc).__name__}: {one_line(exc)} (set EMVI_DEBUG=1 for "
+              "the traceback)", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

@@ -47,12 +47,13 @@ class Field:
     choices: tuple | None = None
     sweep: bool = True
     open_low: bool = False
+    high: float | None = None
 
 
 SECTIONS: dict[str, dict[str, Field]] = {
     "data": {
-        "n": Field(int, None, low=1),
-        "seed": Field(int, 0, low=0),
+        "n": Field(int, None, low=1, high=10**9),
+        "seed": Field(int, 0, low=0, high=2**63 - 1),
         "assignments": Field(str, "sampled", choices=("sampled", "balanced")),
         "generator": Field(dict, None, sweep=False),
         "file": Field(str, None, sweep=False),
@@ -60,30 +61,30 @@ SECTIONS: dict[str, dict[str, Field]] = {
     },
     "init": {
         "method": Field(str, "kmeans++", choices=INIT_METHODS + ("params",)),
-        "seed": Field(int, 0, low=0),
-        "restarts": Field(int, 1, low=1),
+        "seed": Field(int, 0, low=0, high=2**63 - 1),
+        "restarts": Field(int, 1, low=1, high=10_000),
         "params": Field(dict, None, sweep=False),
     },
     "em": {
         "enabled": Field(bool, True),
-        "max_iter": Field(int, 1000, low=0),
+        "max_iter": Field(int, 1000, low=0, high=10**8),
         "tol": Field(float, 1e-8, low=0),
         "hard": Field(bool, None),
-        "chunk_size": Field(int, None, low=1),
+        "chunk_size": Field(int, None, low=1, high=10**9),
     },
     "vi": {
         "enabled": Field(bool, True),
         "optimizer": Field(str, "lbfgs", choices=OPTIMIZERS),
         "lr": Field(float, None, low=0, open_low=True),
-        "steps": Field(int, 500, low=0),
+        "steps": Field(int, 500, low=0, high=10**8),
         "tol": Field(float, 1e-10, low=0),
-        "patience": Field(int, None, low=1),
+        "patience": Field(int, None, low=1, high=10**8),
     },
     "compare": {"rtol": Field(float, 1e-6, low=0)},
     "plots": {
         "enabled": Field(bool, True),
         "iterations": Field(list, [0, 5, 20], sweep=False),
-        "panels": Field(int, 4, low=1),
+        "panels": Field(int, 4, low=1, high=50),
     },
 }
 EXPERIMENT_KEYS = ("description", "model", "truth") + tuple(SECTIONS)
@@ -184,6 +185,8 @@ def check_value(value, spec: Field, source, key: str):
     if spec.low is not None and (value < spec.low or (spec.open_low and value <= spec.low)):
         bound = f"> {spec.low}" if spec.open_low else f">= {spec.low}"
         raise ConfigError(source, key, f"expected a value {bound}, got {value}")
+    if spec.high is not None and value > spec.high:
+        raise ConfigError(source, key, f"expected a value <= {spec.high:g}, got {value}")
     if spec.choices is not None and value not in spec.choices:
         raise ConfigError(source, key, f"expected one of {list(spec.choices)}, got {value!r}"
                           + _suggest(str(value), spec.choices))

@@ -235,13 +235,18 @@ def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = N
             result = {"experiment": exp.name, "cell": ident, "values": values, **result}
             store.save_cell(run_dir, exp.name, ident, _clean(result), history, arrays)
             done += 1
+        return finalize(run_dir, config)
     except KeyboardInterrupt:
         raise Interrupted(run_dir, done, len(plan)) from None
     except BaseException:
-        if resume is None:
+        if resume is None:  # a fresh run that failed leaves nothing behind
             shutil.rmtree(run_dir, ignore_errors=True)
+            for parent in (run_dir.parent, run_dir.parent.parent):
+                try:
+                    parent.rmdir()  # only if empty
+                except OSError:
+                    break
         raise
-    return finalize(run_dir, config)
 
 
 def finalize(run_dir: Path, config: Config) -> Path:

@@ -165,6 +165,7 @@ def fit_em(model, data, init, *, max_iter: int = 1000, tol: float = 1e-8, hard: 
     lls = torch.tensor(log_liks, dtype=torch.float64)
     best = int(final[-1].argmax())
     params = params.map(torch.clone)  # ordinary tensors again, outside inference mode
+    notes += model.diagnose(data, params.select(best, model.specs))
     trace = [p.map(torch.clone) for p in trace]
     resp = resp.clone()
     return Fit(

@@ -10,6 +10,7 @@ Adam. Pyro's global param store is scoped: a fit neither sees nor leaves params.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 
 import pyro
@@ -141,29 +142,47 @@ def fit_vi(model, data, init, *, optimizer: str = "adam", lr: float | None = Non
             small = small + 1 if abs(float(new - old)) <= tol * abs(float(old)) else 0
             return small >= patience
 
-        with pyro.validation_enabled(False):
-            for step in range(steps + 1):
-                if optimizer == "adam" or step == steps:
-                    values = snapshot()
-                    loss = closure()
-                    record(loss, values)
-                    if step == steps or converged():
-                        break
-                    opt.step()
-                else:  # L-BFGS evaluates at the current point first: that value is recorded
-                    values = snapshot()
-                    loss = opt.step(closure)
-                    record(loss, values)
-                    if converged():
-                        values = snapshot()
-                        record(closure(), values)
-                        break
-        final = snapshot()
+        def finite(loss, values) -> bool:
+            return bool(torch.isfinite(loss)) and all(bool(torch.isfinite(v).all())
+                                                      for v in values.values())
 
-    done = tol is not None and small >= patience
+        final, stopped = None, None
+        with pyro.validation_enabled(False), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Encountered NaN")  # handled below, with a note
+            for step in range(steps + 1):
+                values = snapshot()
+                if optimizer == "adam" or step == steps:
+                    loss = closure()
+                else:  # L-BFGS evaluates at the current point first: that value is recorded
+                    loss = opt.step(closure)
+                if not finite(loss, values):  # the likelihood is unbounded: stop, keep the last
+                    stopped = step
+                    break
+                record(loss, values)
+                final = values
+                if step == steps or converged():
+                    if optimizer == "lbfgs" and step < steps:  # the point after the last step
+                        values = snapshot()
+                        loss = closure()
+                        if finite(loss, values):
+                            record(loss, values)
+                            final = values
+                    break
+                if optimizer == "adam":
+                    opt.step()
+    if final is None:
+        raise ValueError("init: TraceEnum_ELBO's objective is not finite at the initial "
+                         "parameters")
+    if stopped is not None:
+        notes.append(f"stopped at step {stopped}: the objective became non-finite (the "
+                     "likelihood is unbounded, e.g. a component collapsing onto a point); "
+                     "the last finite parameters are reported")
+
+    done = tol is not None and small >= patience and stopped is None
     table = torch.stack(objectives)  # (T, *batch)
     resp, log_lik = model.e_step(data, final)
     best = int(log_lik.argmax()) if batch else 0
+    notes += model.diagnose(data, final.select(best, model.specs))
     pick = (lambda t: t[:, best]) if batch else (lambda t: t)
     return Fit(
         model=model,

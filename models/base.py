@@ -94,7 +94,7 @@ class LatentModel:
     m_step_kind: str = "closed-form"
 
     def __init__(self, k: int, specs: dict[str, ParamSpec], fixed: Mapping | None = None):
-        self.k = check_int(k, "k", low=1)
+        self.k = check_int(k, "k", low=1, high=100_000)
         fixed = dict(fixed or {})
         for name in fixed:
             if name not in specs:
@@ -126,6 +126,10 @@ class LatentModel:
 
     def describe(self) -> str:
         return f"{self.name}(k={self.k})"
+
+    def diagnose(self, data: torch.Tensor, params: Params) -> list[str]:
+        """Plain-words notes on fitted parameters a user should know about (default: none)."""
+        return []
 
     def plate_nesting(self, params: Params) -> int:
         """Plates in the program: the data plate, plus the restart plate for a batch."""

@@ -100,6 +100,11 @@ class Mixture(LatentModel):
     def features(self, data):
         return self.family.features(data)
 
+    def diagnose(self, data, params):
+        notes = [f"component {j} is empty (weight {float(w):.2g}, under half a point)"
+                 for j, w in enumerate(params["weights"].reshape(-1)) if w * len(data) < 0.5]
+        return notes + self.family.diagnose(data, params)
+
     def random_params(self, data, generator):
         w = 1 + torch.rand(self.k, generator=generator, dtype=data.dtype)  # away from zero
         values = {"weights": w / w.sum(), **self.family.random_params(self.k, data, generator)}

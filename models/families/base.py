@@ -124,6 +124,10 @@ class Family(ABC):
         pad = 0.05 * float(x.max() - x.min() + 1e-9)
         return torch.linspace(float(x.min()) - pad, float(x.max()) + pad, 400, dtype=data.dtype)
 
+    def diagnose(self, data: torch.Tensor, params: Params) -> list[str]:
+        """Notes on fitted parameters (e.g. a collapsed component); default none."""
+        return []
+
     def canonical(self, values: dict) -> dict:
         """Accept convenient aliases for user-given parameters (e.g. covariances)."""
         return values

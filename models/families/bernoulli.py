@@ -23,7 +23,7 @@ class Bernoulli(Family):
     name = "bernoulli"
 
     def __init__(self, dim: int = 2):
-        self.dim = check_int(dim, "dim", low=1)
+        self.dim = check_int(dim, "dim", low=1, high=1_000_000)
         self.event_shape = (self.dim,)
 
     def describe(self) -> str:

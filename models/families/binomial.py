@@ -30,7 +30,7 @@ class Binomial(Family):
     value_label = "heads in a trial"
 
     def __init__(self, tosses: int = 10):
-        self.tosses = check_int(tosses, "tosses", low=1)
+        self.tosses = check_int(tosses, "tosses", low=1, high=10**12)
 
     def describe(self) -> str:
         return f"binomial(tosses={self.tosses})"

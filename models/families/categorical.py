@@ -28,8 +28,8 @@ class Categorical(Family):
     value_label = "category"
 
     def __init__(self, categories: int = 3, dim: int = 1):
-        self.categories = check_int(categories, "categories", low=2)
-        self.dim = check_int(dim, "dim", low=1)
+        self.categories = check_int(categories, "categories", low=2, high=1_000_000)
+        self.dim = check_int(dim, "dim", low=1, high=1_000_000)
         self.event_shape = (self.dim,)
 
     def describe(self) -> str:

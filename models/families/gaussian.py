@@ -44,7 +44,7 @@ class Gaussian(Family):
     name = "gaussian"
 
     def __init__(self, dim: int = 1, covariance: str = "full", reg_covar: float = 1e-6):
-        self.dim = check_int(dim, "dim", low=1)
+        self.dim = check_int(dim, "dim", low=1, high=100_000)
         if covariance not in COVARIANCE_TYPES:
             raise ValueError(f"covariance: expected one of {COVARIANCE_TYPES}, got {covariance!r}")
         if isinstance(reg_covar, bool) or not isinstance(reg_covar, (int, float)) or not (
@@ -179,6 +179,22 @@ class Gaussian(Family):
                 cov = (second.sum(-3) - (counts[..., None, None] * outer).sum(-3)) / total
             out["scale_tril"] = _cholesky(cov + self._reg_eye)
         return out
+
+    def diagnose(self, data, params):
+        """Components whose variance sits at the floor: collapsed onto a point or a line."""
+        if self.cov_name == "scales":
+            smallest = params["scales"].square().reshape(params["scales"].shape[0], -1).amin(-1)
+        else:
+            tril = params["scale_tril"]
+            smallest = torch.diagonal(tril, 0, -2, -1).square().amin(-1).reshape(-1)
+        floor = max(10 * self.reg_covar, 1e-12 * float(data.var(0).mean()) if len(data) > 1
+                    else 0.0)
+        what = (lambda j: "the shared covariance") if self.covariance == "tied" else (
+            lambda j: f"component {j}")
+        return [f"{what(j)} collapsed (variance {float(v):.2g} at the floor: "
+                f"reg_covar={self.reg_covar:g}); the likelihood is unbounded there, so use "
+                "fewer components or a larger reg_covar"
+                for j, v in enumerate(smallest) if v <= floor]
 
     def distribution(self, params, z, inputs=None):
         loc = pick(params["locs"], z, 1)

@@ -37,7 +37,7 @@ class LinearRegression(Family):
 
     def __init__(self, features: int = 1, intercept: bool = True, low: float = -5.0,
                  high: float = 5.0, reg_covar: float = 1e-6):
-        self.n_covariates = check_int(features, "features", low=1)
+        self.n_covariates = check_int(features, "features", low=1, high=10_000)
         if not isinstance(intercept, bool):
             raise TypeError(f"intercept: expected true or false, got {intercept!r}")
         if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and low < high):
@@ -88,6 +88,11 @@ class LinearRegression(Family):
         coefs = (torch.linalg.pinv(gram, hermitian=True) @ xy.unsqueeze(-1)).squeeze(-1)
         residual = (yy - (coefs * xy).sum(-1)).clamp_min(0) / counts
         return {"coefs": coefs, "scales": (residual + self.reg_covar).sqrt()}
+
+    def diagnose(self, data, params):
+        return [f"component {j} fits its points exactly (noise variance {float(v):.2g} at the "
+                f"floor reg_covar={self.reg_covar:g})"
+                for j, v in enumerate(params["scales"].square()) if v <= 10 * self.reg_covar]
 
     def inputs(self, data, n):
         if data is not None:

@@ -92,3 +92,81 @@ def test_bad_user_model_reference(source, name, words, emvi, write_config, tmp_p
     path = write_config(USER_CONFIG.format(name=name))
     line = one_line_error(*emvi("run", path, "--out", tmp_path / "runs")[::2])
     assert str(path) in line and "model.name" in line and words in line, line
+
+
+FILE_CONFIG = """
+model = {{ name = "gaussian_mixture", k = 2, dim = {dim}, covariance = "spherical" }}
+data = {{ file = "{file}"{columns} }}
+vi = {{ steps = 5 }}
+"""
+
+
+def _npy(path, array, **kwargs):
+    import numpy as np
+
+    np.save(path, array, **kwargs)
+
+
+@pytest.mark.parametrize("file, content, dim, columns, words", [
+    ("bad.csv", "height\n170\nabc\n165\n", 1, "", "line 3, column 'height': expected a number"),
+    ("nan.csv", "height\n170\nnan\n165\n", 1, "", "data: expected finite values"),
+    ("wide.csv", "a,b\n1,2\n3,4\n", 1, "", "data: expected shape (n, 1)"),
+    ("cols.csv", "a,b\n1,2\n3,4\n", 1, ', columns = ["c"]', "no column 'c'"),
+    ("empty.csv", "height\n", 1, "", "header row and data"),
+    ("pickled.npy", "object", 1, "", "cannot read pickled.npy"),
+    ("text.npy", "strings", 1, "", "expected numbers in text.npy"),
+    ("cube.npy", "cube", 1, "", "expected a 1-D or 2-D array"),
+    ("names.npy", "ok", 1, ', columns = ["height"]', ".npy files have no column names"),
+    ("data.txt", "1\n2\n", 1, "", "expected a .csv or .npy file"),
+])
+def test_bad_data_file(file, content, dim, columns, words, emvi, write_config, tmp_path):
+    import numpy as np
+
+    path = tmp_path / file
+    if content == "object":
+        _npy(path, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    elif content == "strings":
+        _npy(path, np.array(["a", "b"]))
+    elif content == "cube":
+        _npy(path, np.zeros((2, 2, 2)))
+    elif content == "ok":
+        _npy(path, np.arange(10.0))
+    else:
+        path.write_text(content, encoding="utf-8")
+    config = write_config(FILE_CONFIG.format(file=file, dim=dim, columns=columns))
+    line = one_line_error(*emvi("run", config, "--out", tmp_path / "runs")[::2])
+    assert str(config) in line and words in line, line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_data_file_runs(emvi, write_config, tmp_path):
+    lines = ["height,weight"] + [f"{160 + (i % 7) * 3 + (20 if i % 2 else 0)},{i}"
+                                 for i in range(80)]
+    (tmp_path / "heights.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = write_config(FILE_CONFIG.format(file="heights.csv", dim=1,
+                                             columns=', columns = ["height"]'))
+    code, out, err = emvi("run", config, "--quiet", "--out", tmp_path / "runs")
+    assert code == 0, err
+    assert "report:" in out
+
+
+def test_non_positive_definite_init_in_config(emvi, write_config, tmp_path):
+    config = write_config("""
+model = { name = "gaussian_mixture", k = 2, dim = 2 }
+data = { n = 50 }
+
+[truth]
+weights = [0.5, 0.5]
+locs = [[0.0, 0.0], [5.0, 5.0]]
+covariances = [[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]]
+
+[init]
+method = "params"
+
+[init.params]
+weights = [0.5, 0.5]
+locs = [[0.0, 0.0], [5.0, 5.0]]
+covariances = [[[1.0, 3.0], [3.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]]
+""")
+    line = one_line_error(*emvi("run", config, "--out", tmp_path / "runs")[::2])
+    assert "covariances: expected symmetric positive-definite" in line

@@ -1,0 +1,109 @@
+"""Nothing lost: an interrupted sweep keeps its finished cells and --resume finishes the rest;
+separate processes give bit-identical numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SWEEP = """
+description = "a slow little sweep for the interruption test"
+model = { name = "two_coins", k = 2, tosses = 10 }
+truth = { weights = [0.4, 0.6], probs = [0.7, 0.3] }
+data = { n = 1000, seed = [0, 1, 2, 3, 4] }
+init = { method = "random", seed = 0 }
+em = { max_iter = 200, tol = 1e-10 }
+vi = { optimizer = "adam", steps = 150, tol = 0.0 }
+plots = { enabled = false }
+"""
+
+
+def emvi(*args, cwd: Path, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "experiments", *map(str, args)], cwd=cwd,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **kwargs)
+
+
+def finished_cells(root: Path) -> list[Path]:
+    return sorted(p for p in root.glob("runs/sweep/*.partial/cells/sweep/*")
+                  if not p.name.startswith("."))
+
+
+def numbers(run: Path) -> dict:
+    """metrics.json without wall-clock numbers and provenance."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("timing", "provenance")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(json.loads((run / "metrics.json").read_text()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_interrupted_sweep_keeps_finished_cells_and_resumes(signum, tmp_path):
+    (tmp_path / "sweep.toml").write_text(SWEEP)
+    proc = emvi("run", "sweep.toml", "--quiet", cwd=tmp_path)
+    deadline = time.time() + 120
+    while len(finished_cells(tmp_path)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the sweep finished before it could be interrupted"
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1 and "--resume" in err, err
+    partial = next((tmp_path / "runs" / "sweep").glob("*.partial"))
+    kept = {p.name: (p / "result.json").read_bytes() for p in finished_cells(tmp_path)}
+    assert 2 <= len(kept) <= 5
+    assert not [p for p in partial.parent.iterdir() if not p.name.endswith(".partial")]
+
+    resumed = emvi("run", "sweep.toml", "--quiet", "--resume", partial, cwd=tmp_path)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    final = partial.with_name(partial.name.removesuffix(".partial"))
+    assert final.is_dir() and not partial.exists()
+    assert out.strip() == f"report: {final / 'report.md'}"
+    for name, content in kept.items():  # finished cells were kept, not recomputed
+        assert (final / "cells" / "sweep" / name / "result.json").read_bytes() == content
+    cells = json.loads((final / "metrics.json").read_text())["experiments"]["sweep"]["cells"]
+    assert [c["cell"] for c in cells] == [f"seed={i}" for i in range(5)]
+
+    if signum == signal.SIGTERM:  # the resumed run has the numbers of an uninterrupted one
+        whole = emvi("run", "sweep.toml", "--quiet", "--out", "again", cwd=tmp_path)
+        assert whole.wait(timeout=300) == 0
+        assert numbers(final) == numbers(next((tmp_path / "again" / "sweep").iterdir()))
+
+
+@pytest.mark.slow
+def test_separate_processes_give_bit_identical_metrics(tmp_path):
+    runs = []
+    for out in ("a", "b"):
+        proc = emvi("run", "seeds", "--smoke", "--quiet", "--out", out, cwd=tmp_path)
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()
+        runs.append(next((tmp_path / out / "seeds").iterdir()))
+    assert numbers(runs[0]) == numbers(runs[1])
+
+
+def test_resume_refuses_a_complete_or_a_different_run(emvi, tmp_path):
+    code, out, _ = emvi("run", "two_coins", "--smoke", "--quiet", "--out", tmp_path)
+    assert code == 0
+    run = Path(out.strip().removeprefix("report: ")).parent
+    code, _, err = emvi("run", "two_coins", "--smoke", "--resume", run, "--out", tmp_path)
+    assert code == 2 and "already complete" in err
+    partial = run.with_name(run.name + ".partial")
+    run.rename(partial)
+    code, _, err = emvi("run", "two_coins", "--resume", partial, "--out", tmp_path)  # no --smoke
+    assert code == 2 and "different config" in err
+    code, _, err = emvi("run", "two_coins", "--smoke", "--resume", tmp_path / "nope")
+    assert code == 2 and "not a run directory" in err

@@ -1,0 +1,27 @@
+"""Configs and data files are parsed, never evaluated: no eval/exec/pickle on user input."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FORBIDDEN = re.compile(r"\b(eval|exec)\(|\bpickle\b|torch\.load\(|allow_pickle\s*=\s*True|"
+                       r"yaml\.load\(|__import__\(")
+
+
+def test_package_sources_never_evaluate_data():
+    offenders = []
+    for folder in ("models", "inference", "experiments"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if FORBIDDEN.search(line.split("#")[0]):
+                    offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, offenders
+
+
+def test_numpy_files_are_read_without_pickle():
+    source = (ROOT / "experiments" / "data.py").read_text(encoding="utf-8")
+    assert "allow_pickle=False" in source
+    store = (ROOT / "experiments" / "store.py").read_text(encoding="utf-8")
+    assert "allow_pickle=False" in store
