@@ -83,21 +83,42 @@ def cmd_run(args) -> int:
 
 
 def summarize(path: Path) -> None:
-    """Print each experiment's comparison in a few lines."""
+    """Print each experiment's comparison: a small table, or one line per sweep cell."""
     metrics = store.read_json(path / "metrics.json")
     for name, exp in metrics["experiments"].items():
-        for cell in exp["cells"]:
-            title = name if cell["cell"] == "all" else f"{name} [{cell['cell']}]"
-            parts = []
-            for label, fit in cell["fits"].items():
-                parts.append(f"{label}: log-lik {fit['log_likelihood']:.6f} in "
-                             f"{fit['iterations']} it, {cell['timing']['seconds'][label]:.3f}s")
-            comp = cell["comparison"]
-            errs = comp["truth_errors"]
-            worst = {m: max(e.values()) for m, e in errs.items()} if errs else {}
-            extra = f"; gap {comp['relative_gap']:.1e}" if len(cell["fits"]) > 1 else ""
-            extra += "".join(f"; {m} err {v:.3g}" for m, v in worst.items())
-            print(f"{title}: " + "; ".join(parts) + extra)
+        cells = exp["cells"]
+        if len(cells) == 1:
+            print(comparison_table(name, cells[0]))
+            continue
+        print(f"{name}: {len(cells)} cells")
+        for cell in cells:
+            parts = [f"{label} {fit['log_likelihood']:.6f} ({fit['iterations']} it, "
+                     f"{cell['timing']['seconds'][label]:.2f}s)"
+                     for label, fit in cell["fits"].items()]
+            print(f"  {cell['cell']}: " + ", ".join(parts))
+
+
+def comparison_table(name: str, cell: dict) -> str:
+    """EM and VI side by side, with the truth where it is known."""
+    fits, comp = cell["fits"], cell["comparison"]
+    labels = list(fits)
+    rows = [("log-likelihood", [f"{fits[m]['log_likelihood']:.6f}" for m in labels]),
+            ("iterations", [str(fits[m]["iterations"]) for m in labels]),
+            ("seconds", [f"{cell['timing']['seconds'][m]:.3f}" for m in labels])]
+    for param in (comp["truth_errors"] or {}).get(labels[0], {}):
+        rows.append((f"max |{param} - truth|", [f"{comp['truth_errors'][m][param]:.3g}"
+                                                for m in labels]))
+    width = max(len(r[0]) for r in rows) + 2
+    lines = [f"{name} ({cell['model_description']}, n={cell['data']['n']})",
+             "  " + "".join(["".ljust(width)] + [m.upper().rjust(16) for m in labels])]
+    lines += ["  " + label.ljust(width) + "".join(v.rjust(16) for v in values)
+              for label, values in rows]
+    if len(labels) == 2:
+        pair = f"{labels[0]} vs {labels[1]}"
+        worst = max(comp["parameter_errors"][pair].values(), default=0.0)
+        lines.append(f"  EM vs VI: relative objective gap {comp['relative_gap']:.1e}, "
+                     f"largest parameter difference {worst:.1e}")
+    return "\n".join(lines)
 
 
 def cmd_list(args) -> int:

@@ -42,13 +42,13 @@ class Chunks:
         probe = model.prepare(data[:16], shift)
         parts = [probe] if torch.is_tensor(probe) else [t for t in probe if torch.is_tensor(t)]
         row_bytes = sum(t.numel() * t.element_size() for t in parts) / len(data[:16])
+        # no chunk_size: prepare once and keep it if it fits (fastest); with a chunk_size,
+        # prepare each chunk anew every iteration, so memory stays at one chunk's worth
+        cache = chunk_size is None and row_bytes * n <= cache_bytes
         if chunk_size is None:
-            fits = row_bytes * n <= cache_bytes
-            chunk_size = n if fits else max(1, int(cache_bytes // row_bytes))
+            chunk_size = n if cache else max(1, int(cache_bytes // row_bytes))
         self.slices = [slice(i, min(i + chunk_size, n)) for i in range(0, n, chunk_size)]
-        self.cache = None
-        if row_bytes * n <= cache_bytes:
-            self.cache = [model.prepare(data[s], shift) for s in self.slices]
+        self.cache = [model.prepare(data[s], shift) for s in self.slices] if cache else None
 
     def __len__(self) -> int:
         return len(self.slices)
@@ -132,7 +132,9 @@ def fit_em(model, data, init, *, max_iter: int = 1000, tol: float = 1e-8, hard: 
         tol: stop when the objective's relative change ``|f_t - f_{t-1}| / |f_{t-1}|``
             is at most ``tol`` (for every restart); ``None`` runs all ``max_iter``.
         hard: classification EM (MAP assignments); ``None`` takes the model's default.
-        chunk_size: observations per chunk (``None``: all at once if they fit ``cache_bytes``).
+        chunk_size: observations per chunk: memory stays at the data plus one chunk's
+            statistics and responsibilities. ``None``: all at once, the prepared
+            statistics kept between iterations when they fit ``cache_bytes`` (fastest).
         callback: called with a :class:`Progress` after every E-step.
         record_params: keep the parameters of every iteration in ``param_trace``.
         track_log_likelihood: in hard EM, also compute the marginal log-likelihood at
