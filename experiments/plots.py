@@ -141,6 +141,8 @@ def _scatter(ax, data: np.ndarray, labels):
 def data_figure(view: CellView, title: str) -> Figure | None:
     """The data, coloured by the true component where known."""
     family, data = view.family, view.data.numpy()
+    if family is not None and family.name == "bernoulli" and _side(family.dim):
+        return _image_grid([("data", data[:16])], _side(family.dim), title)
     fig = Figure(figsize=(6.4, 4.6), layout="constrained")
     ax = fig.add_subplot()
     labels = view.assignments
@@ -149,8 +151,6 @@ def data_figure(view: CellView, title: str) -> Figure | None:
         _regression_lines(ax, view, ["truth"])
         ax.set_xlabel("covariate x")
         ax.set_ylabel("response y")
-    elif family is not None and family.name == "bernoulli" and _side(family.dim):
-        return _image_grid([("data", data[:16])], _side(family.dim), title)
     elif family is not None and family.name == "gaussian" and family.dim >= 2:
         _scatter(ax, data, labels)
         _components_2d(ax, view, ["truth"])

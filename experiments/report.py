@@ -46,8 +46,7 @@ def cell_tables(cell: dict) -> list[str]:
     names = list(next(iter(fits.values()))["params"])
     header = ["parameter"] + (["truth"] if truth else []) + [LABEL.get(m, m) for m in labels]
     rows = []
-    fixed = {n for n in names if all(fits[m]["params"][n] == fits[labels[0]]["params"][n]
-                                     for m in labels) and n in (cell.get("fixed") or [])}
+    fixed = set(cell.get("fixed") or [])
     for name in names:
         row = [f"`{name}`" + (" (fixed)" if name in fixed else "")]
         row += [_fmt(truth[name])] if truth else []
