@@ -35,16 +35,19 @@ def as_tensor(value, name: str) -> torch.Tensor:
     return tensor.to(DTYPE)
 
 
-def check_finite(tensor: torch.Tensor, name: str) -> torch.Tensor:
-    """Raise ``ValueError`` naming the first non-finite entry."""
-    bad = ~torch.isfinite(tensor)
+def refuse(tensor: torch.Tensor, bad: torch.Tensor, name: str, expected: str) -> torch.Tensor:
+    """Raise ``ValueError`` naming the first entry where ``bad`` holds; else return ``tensor``."""
     if bad.any():
         index = tuple(int(i) for i in torch.nonzero(bad)[0])
         where = index[0] if len(index) == 1 else index
-        raise ValueError(
-            f"{name}: expected finite values, found {tensor[index].item()} at index {where}"
-        )
+        raise ValueError(f"{name}: expected {expected}, found {tensor[index].item()} "
+                         f"at index {where}")
     return tensor
+
+
+def check_finite(tensor: torch.Tensor, name: str) -> torch.Tensor:
+    """Raise ``ValueError`` naming the first non-finite entry."""
+    return refuse(tensor, ~torch.isfinite(tensor), name, "finite values")
 
 
 def check_data(data, name: str, event_shape: tuple[int, ...]) -> torch.Tensor:

@@ -36,6 +36,19 @@ def pick(param: torch.Tensor, z: torch.Tensor, event_dim: int = 0) -> torch.Tens
     return Vindex(param)[(Ellipsis, z) + (slice(None),) * event_dim]
 
 
+def upper_triangle(d: int):
+    """Index helpers for statistics that hold the upper triangle of a symmetric d x d matrix.
+
+    Returns:
+        ``rows, cols``: the triangle's ``(i, j)``, ``i <= j``, in row-major order; and
+        ``symmetric: (d * d,)``, the triangle position of every entry of the full matrix.
+    """
+    rows, cols = torch.triu_indices(d, d)
+    where = torch.zeros(d, d, dtype=torch.long)
+    where[rows, cols] = torch.arange(len(rows))
+    return rows, cols, torch.maximum(where, where.T).reshape(-1)
+
+
 def shared(param: torch.Tensor, event_dim: int) -> torch.Tensor:
     """A parameter shared by all components, broadcast against the plates."""
     if param.dim() - event_dim > 0:

@@ -11,7 +11,7 @@ import torch
 from torch.distributions import constraints
 
 from ..params import ParamSpec
-from ..validation import check_data, check_int
+from ..validation import check_data, check_int, refuse
 from .base import Family, pick
 
 LOGIT_LIMIT = 700.0  # keeps 0 * logit(0) from becoming NaN; exp(-700) is 0 for all purposes
@@ -35,12 +35,7 @@ class Bernoulli(Family):
 
     def check_data(self, data, name="data"):
         x = check_data(data, name, self.event_shape)
-        bad = (x != 0) & (x != 1)
-        if bad.any():
-            where = tuple(int(i) for i in torch.nonzero(bad)[0])
-            raise ValueError(f"{name}: expected binary values 0 or 1, found {x[where].item()} "
-                             f"at index {where}")
-        return x
+        return refuse(x, (x != 0) & (x != 1), name, "binary values 0 or 1")
 
     def statistics(self, data, shift):
         return data.T.contiguous()

@@ -11,7 +11,7 @@ import torch
 from torch.distributions import constraints
 
 from ..params import ParamSpec
-from ..validation import check_data, check_int
+from ..validation import check_data, check_int, refuse
 from .base import Family, pick
 
 LOGIT_LIMIT = 700.0  # exp(-700) ~ 1e-304: keeps 0 * logit(0) from becoming NaN
@@ -45,13 +45,7 @@ class Binomial(Family):
     def check_data(self, data, name="data"):
         x = check_data(data, name, ())
         bad = (x < 0) | (x > self.tosses) | (x != x.round())
-        if bad.any():
-            i = int(torch.nonzero(bad)[0])
-            raise ValueError(
-                f"{name}: expected whole numbers of heads in [0, tosses={self.tosses}], "
-                f"found {x[i].item()} at index {i}"
-            )
-        return x
+        return refuse(x, bad, name, f"whole numbers of heads in [0, tosses={self.tosses}]")
 
     def statistics(self, data, shift):
         return data.unsqueeze(0)

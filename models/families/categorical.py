@@ -14,7 +14,7 @@ import torch
 from torch.distributions import constraints
 
 from ..params import ParamSpec
-from ..validation import check_data, check_int
+from ..validation import check_data, check_int, refuse
 from .base import Family, pick
 
 LOG_FLOOR = -745.0  # log of the smallest double: keeps 0 * log(0) from becoming NaN
@@ -42,11 +42,7 @@ class Categorical(Family):
     def check_data(self, data, name="data"):
         x = check_data(data, name, self.event_shape)
         bad = (x < 0) | (x >= self.categories) | (x != x.round())
-        if bad.any():
-            where = tuple(int(i) for i in torch.nonzero(bad)[0])
-            raise ValueError(f"{name}: expected labels in 0..{self.categories - 1}, "
-                             f"found {x[where].item()} at index {where}")
-        return x
+        return refuse(x, bad, name, f"labels in 0..{self.categories - 1}")
 
     def statistics(self, data, shift):
         onehot = torch.zeros(len(data), self.dim, self.categories, dtype=data.dtype)

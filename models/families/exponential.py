@@ -10,7 +10,7 @@ import torch
 from torch.distributions import constraints
 
 from ..params import ParamSpec
-from ..validation import check_data
+from ..validation import check_data, refuse
 from .base import Family, pick
 
 
@@ -25,11 +25,7 @@ class Exponential(Family):
 
     def check_data(self, data, name="data"):
         x = check_data(data, name, ())
-        if (x < 0).any():
-            i = int(torch.nonzero(x < 0)[0])
-            raise ValueError(f"{name}: expected non-negative values, found {x[i].item()} "
-                             f"at index {i}")
-        return x
+        return refuse(x, x < 0, name, "non-negative values")
 
     def statistics(self, data, shift):
         return data.unsqueeze(0)

@@ -26,7 +26,7 @@ from torch.distributions import constraints
 
 from ..params import ParamSpec
 from ..validation import as_tensor, check_data, check_int
-from .base import Family, pick, shared
+from .base import Family, pick, shared, upper_triangle
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 LOG_2PI = math.log(2 * math.pi)
@@ -55,11 +55,7 @@ class Gaussian(Family):
         self._reg_covar = float(reg_covar)
         self.event_shape = (self.dim,)
         d = self.dim
-        self._rows, self._cols = torch.triu_indices(d, d)
-        # position of (i, j) in the upper-triangle vector, for both triangles
-        where = torch.zeros(d, d, dtype=torch.long)
-        where[self._rows, self._cols] = torch.arange(len(self._rows))
-        self._symmetric = torch.maximum(where, where.T).reshape(-1)
+        self._rows, self._cols, self._symmetric = upper_triangle(d)
         self._off = torch.where(self._rows == self._cols, -0.5, -1.0).to(torch.float64)
         self._upper = self._rows * d + self._cols  # upper triangle of a flattened d x d
         self._eye = torch.eye(d, dtype=torch.float64)

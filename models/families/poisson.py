@@ -10,7 +10,7 @@ import torch
 from torch.distributions import constraints
 
 from ..params import ParamSpec
-from ..validation import check_data
+from ..validation import check_data, refuse
 from .base import Family, pick
 
 LOG_FLOOR = -745.0
@@ -29,12 +29,7 @@ class Poisson(Family):
 
     def check_data(self, data, name="data"):
         x = check_data(data, name, ())
-        bad = (x < 0) | (x != x.round())
-        if bad.any():
-            i = int(torch.nonzero(bad)[0])
-            raise ValueError(f"{name}: expected non-negative whole counts, found {x[i].item()} "
-                             f"at index {i}")
-        return x
+        return refuse(x, (x < 0) | (x != x.round()), name, "non-negative whole counts")
 
     def statistics(self, data, shift):
         return data.unsqueeze(0)

@@ -18,7 +18,7 @@ from torch.distributions import constraints
 
 from ..params import ParamSpec
 from ..validation import check_data, check_int
-from .base import Family, pick
+from .base import Family, pick, upper_triangle
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -45,10 +45,7 @@ class LinearRegression(Family):
         self.intercept, self.low, self.high, self.reg_covar = intercept, low, high, float(reg_covar)
         self.event_shape = (self.n_covariates + 1,)
         self.width = self.n_covariates + int(intercept)  # length of x~
-        self._rows, self._cols = torch.triu_indices(self.width, self.width)
-        where = torch.zeros(self.width, self.width, dtype=torch.long)
-        where[self._rows, self._cols] = torch.arange(len(self._rows))
-        self._symmetric = torch.maximum(where, where.T).reshape(-1)
+        self._rows, self._cols, self._symmetric = upper_triangle(self.width)
         self._double = torch.where(self._rows == self._cols, 1.0, 2.0).to(torch.float64)
 
     def describe(self) -> str:
