@@ -9,6 +9,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from models.params import Params
+from models.validation import InputError
 
 
 def alignment(model, reference: Params, other: Params) -> np.ndarray:
@@ -155,11 +156,11 @@ def compare(*fits, truth: Params | None = None, truth_assignments=None, names=No
         rtol: relative tolerance of "reached the best objective".
     """
     if len(fits) < 1:
-        raise ValueError("fits: expected at least one fit")
+        raise InputError("fits: expected at least one fit")
     model = fits[0].model
     names = list(names or [f.method for f in fits])
     if len(set(names)) != len(names):
-        raise ValueError(f"names: expected distinct labels, got {names}")
+        raise InputError(f"names: expected distinct labels, got {names}")
     by_name = dict(zip(names, fits))
     lls = {n: f.log_likelihood for n, f in by_name.items()}
     best = max(lls.values())

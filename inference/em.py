@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 
 from models.params import Params
-from models.validation import check_int, check_k, precision_notes
+from models.validation import InputError, check_int, check_k, precision_notes
 
 from .fit import Fit, Progress
 
@@ -36,7 +36,7 @@ class Chunks:
         n = data.shape[0]
         if not getattr(model, "chunkable", True):  # its statistics are not additive
             if chunk_size is not None:
-                raise ValueError("chunk_size: this model's M-step is generic (numerical) and "
+                raise InputError("chunk_size: this model's M-step is generic (numerical) and "
                                  "needs all the data at once")
             chunk_size, cache_bytes = n, float("inf")
         probe = model.prepare(data[:16], shift)
@@ -150,7 +150,7 @@ def fit_em(model, data, init, *, max_iter: int = 1000, tol: float = 1e-8, hard: 
     max_iter = check_int(max_iter, "max_iter", low=0)
     if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float))
                             or not tol >= 0):
-        raise ValueError(f"tol: expected a number >= 0 or None, got {tol!r}")
+        raise InputError(f"tol: expected a number >= 0 or None, got {tol!r}")
     hard = model.default_hard if hard is None else bool(hard)
     if chunk_size is not None:
         chunk_size = check_int(chunk_size, "chunk_size", low=1)

@@ -12,7 +12,7 @@ import math
 import torch
 
 from models.params import Params
-from models.validation import check_int, check_k
+from models.validation import InputError, check_int, check_k
 
 INIT_METHODS = ("random", "random_points", "kmeans++", "kmeans", "random_params")
 
@@ -80,7 +80,7 @@ def initial_responsibilities(points, k: int, method: str, generator) -> torch.Te
         fit = fit_em(lloyd, points, lloyd.params(locs=centres), max_iter=300, tol=0.0,
                      hard=True, record_params=False)
         return fit.responsibilities
-    raise ValueError(f"method: expected one of {INIT_METHODS}, got {method!r}")
+    raise InputError(f"method: expected one of {INIT_METHODS}, got {method!r}")
 
 
 def initialize(model, data, method: str = "kmeans++", seed: int = 0, restarts: int = 1) -> Params:
@@ -98,7 +98,7 @@ def initialize(model, data, method: str = "kmeans++", seed: int = 0, restarts: i
     restarts = check_int(restarts, "restarts", low=1)
     seed = check_int(seed, "seed", low=0)
     if method not in INIT_METHODS:
-        raise ValueError(f"method: expected one of {INIT_METHODS}, got {method!r}")
+        raise InputError(f"method: expected one of {INIT_METHODS}, got {method!r}")
     generator = torch.Generator().manual_seed(seed)
     points = model.features(data)
     sets = []

@@ -18,7 +18,7 @@ import torch
 from pyro.infer import TraceEnum_ELBO
 
 from models.params import Params, interior
-from models.validation import check_int, check_k, precision_notes
+from models.validation import InputError, check_int, check_k, precision_notes
 
 from .fit import Fit, Progress
 
@@ -71,25 +71,25 @@ def fit_vi(model, data, init, *, optimizer: str = "adam", lr: float | None = Non
     check_k(model.k, data.shape[0])
     params = model.check_params(init, "init")
     if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}")
+        raise InputError(f"optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}")
     lr = DEFAULT_LR[optimizer] if lr is None else lr
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"lr: expected a positive number, got {lr!r}")
+        raise InputError(f"lr: expected a positive number, got {lr!r}")
     steps = check_int(steps, "steps", low=0)
     if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float))
                             or not tol >= 0):
-        raise ValueError(f"tol: expected a number >= 0 or None, got {tol!r}")
+        raise InputError(f"tol: expected a number >= 0 or None, got {tol!r}")
     patience = check_int(patience if patience is not None else (1 if optimizer == "lbfgs" else 10),
                          "patience", low=1)
     batch = params.batch_shape(model.specs)
     if batch and model.plate_nesting(params) < 2:
-        raise ValueError("init: this model's program takes one parameter set; fit_vi needs "
+        raise InputError("init: this model's program takes one parameter set; fit_vi needs "
                          "a single start (restarts = 1)")
     fixed = Params({k: v for k, v in params.items() if model.specs[k].fixed})
     free = {k: interior(v, model.specs[k].constraint).clone() for k, v in params.items()
             if not model.specs[k].fixed}
     if not free:
-        raise ValueError("init: the model has no free parameters to fit")
+        raise InputError("init: the model has no free parameters to fit")
     method = f"vi-{optimizer}"
     pyro_model, guide = pyro_objective(model, fixed, free)
     elbo = TraceEnum_ELBO(max_plate_nesting=model.plate_nesting(params))
@@ -171,7 +171,7 @@ def fit_vi(model, data, init, *, optimizer: str = "adam", lr: float | None = Non
                 if optimizer == "adam":
                     opt.step()
     if final is None:
-        raise ValueError("init: TraceEnum_ELBO's objective is not finite at the initial "
+        raise InputError("init: TraceEnum_ELBO's objective is not finite at the initial "
                          "parameters")
     if stopped is not None:
         notes.append(f"stopped at step {stopped}: the objective became non-finite (the "

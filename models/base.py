@@ -23,7 +23,7 @@ import torch
 from torch.distributions import constraints
 
 from .params import Params, ParamSpec
-from .validation import as_tensor, check_finite, check_int
+from .validation import InputError, InputTypeError, as_tensor, check_finite, check_int
 
 ASSIGNMENT = "assignment"
 OBSERVATION = "obs"
@@ -102,7 +102,7 @@ class LatentModel:
         fixed = dict(fixed or {})
         for name in fixed:
             if name not in specs:
-                raise ValueError(f"fixed: unknown parameter {name!r}; expected {list(specs)}")
+                raise InputError(f"fixed: unknown parameter {name!r}; expected {list(specs)}")
         self.specs = {
             name: ParamSpec(s.shape, s.constraint, name in fixed or s.fixed, s.per_component, s.doc)
             for name, s in specs.items()
@@ -150,12 +150,12 @@ class LatentModel:
 
     def _check_values(self, values, name: str, allow_missing: bool) -> Params:
         if not isinstance(values, Mapping):
-            raise TypeError(f"{name}: expected a mapping of parameter names to values, "
+            raise InputTypeError(f"{name}: expected a mapping of parameter names to values, "
                             f"got {type(values).__name__}")
         values = self.canonical(dict(values))
         for key in values:
             if key not in self.specs:
-                raise ValueError(f"{name}: unknown parameter {key!r}; expected {list(self.specs)}")
+                raise InputError(f"{name}: unknown parameter {key!r}; expected {list(self.specs)}")
         out, batch = Params(), None
         for key, spec in self.specs.items():
             if key not in values:
@@ -164,13 +164,13 @@ class LatentModel:
                     continue
                 if allow_missing:
                     continue
-                raise ValueError(f"{name}: missing parameter {key!r}")
+                raise InputError(f"{name}: missing parameter {key!r}")
             value = self._check_value(values[key], spec, f"{name}.{key}")
             if spec.fixed and key in self.fixed and not torch.allclose(value, self.fixed[key]):
-                raise ValueError(f"{name}.{key}: fixed by the model at {self.fixed[key].tolist()}")
+                raise InputError(f"{name}.{key}: fixed by the model at {self.fixed[key].tolist()}")
             extra = tuple(value.shape[: value.dim() - len(spec.shape)])
             if batch is not None and extra and batch and extra != batch:
-                raise ValueError(f"{name}.{key}: restart batch {extra} differs from {batch}")
+                raise InputError(f"{name}.{key}: restart batch {extra} differs from {batch}")
             batch = extra or batch
             out[key] = value
         if batch:  # broadcast unbatched (e.g. fixed) values over the restart batch
@@ -188,27 +188,27 @@ class LatentModel:
             tensor = tensor.unsqueeze(-1)  # dim = 1 convenience: locs [1., 2.] -> [[1.], [2.]]
         rank = len(spec.shape)
         if tuple(tensor.shape[tensor.dim() - rank :]) != spec.shape or tensor.dim() > rank + 1:
-            raise ValueError(f"{name}: expected shape {spec.shape} (or (restarts, *{spec.shape})), "
+            raise InputError(f"{name}: expected shape {spec.shape} (or (restarts, *{spec.shape})), "
                              f"got {tuple(tensor.shape)}")
         check_finite(tensor, name)
         constraint = spec.constraint
         if constraint is constraints.simplex:
             total = tensor.sum(-1, keepdim=True)
             if bool((tensor < 0).any()) or bool(((total - 1).abs() > 1e-6).any()):
-                raise ValueError(f"{name}: expected non-negative weights summing to 1, "
+                raise InputError(f"{name}: expected non-negative weights summing to 1, "
                                  f"got {tensor.tolist()}")
             return tensor / total
         if constraint is constraints.lower_cholesky:
             if not bool((tensor == tensor.tril()).all()):
-                raise ValueError(f"{name}: expected lower-triangular Cholesky factors")
+                raise InputError(f"{name}: expected lower-triangular Cholesky factors")
             if not bool((torch.diagonal(tensor, 0, -2, -1) > 0).all()):
-                raise ValueError(f"{name}: expected a positive diagonal (positive definite)")
+                raise InputError(f"{name}: expected a positive diagonal (positive definite)")
             return tensor
         if not bool(constraint.check(tensor).all()):
             what = {constraints.positive: "positive values",
                     constraints.unit_interval: "probabilities in [0, 1]"}.get(constraint,
                                                                             str(constraint))
-            raise ValueError(f"{name}: expected {what}, got {tensor.tolist()}")
+            raise InputError(f"{name}: expected {what}, got {tensor.tolist()}")
         return tensor
 
     # -- simulation ----------------------------------------------------------------
@@ -224,20 +224,20 @@ class LatentModel:
         """
         params = self.check_params(params, "params")
         if params.batch_shape(self.specs):
-            raise ValueError("params: expected one parameter set, got a restart batch")
+            raise InputError("params: expected one parameter set, got a restart batch")
         n = check_int(n, "n", low=1)
         seed = check_int(seed, "seed", low=0)
         program = self.program
         if assignments is not None:
             if isinstance(assignments, str):
                 if assignments != "balanced":
-                    raise ValueError(f"assignments: expected 'balanced' or labels, "
+                    raise InputError(f"assignments: expected 'balanced' or labels, "
                                      f"got {assignments!r}")
                 labels = torch.arange(n) * self.k // n
             else:
                 labels = torch.as_tensor(assignments, dtype=torch.long)
                 if labels.shape != (n,) or bool(((labels < 0) | (labels >= self.k)).any()):
-                    raise ValueError(f"assignments: expected {n} labels in [0, {self.k})")
+                    raise InputError(f"assignments: expected {n} labels in [0, {self.k})")
             program = poutine.condition(program, data={ASSIGNMENT: labels})
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

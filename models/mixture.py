@@ -21,6 +21,7 @@ from torch.distributions import constraints
 from .base import ASSIGNMENT, OBSERVATION, EStep, LatentModel, posterior
 from .families.base import Family
 from .params import Params, ParamSpec
+from .validation import InputTypeError
 
 EPS = torch.finfo(torch.float64).eps
 
@@ -54,7 +55,7 @@ class Mixture(LatentModel):
 
     def __init__(self, family: Family, k: int, fixed: dict | None = None):
         if not isinstance(family, Family):
-            raise TypeError(f"family: expected a Family, got {type(family).__name__}")
+            raise InputTypeError(f"family: expected a Family, got {type(family).__name__}")
         self.family = family
         specs = {"weights": ParamSpec((k,), constraints.simplex, doc="mixing weights")}
         specs.update(family.specs(k))

@@ -18,6 +18,8 @@ import inspect
 import sys
 from pathlib import Path
 
+from .validation import InputError
+
 REGISTRY: dict[str, type] = {}
 _LOADED: dict[tuple, object] = {}
 
@@ -45,7 +47,7 @@ def _import_file(path: Path):
             spec.loader.exec_module(module)
         except Exception as exc:  # the user's code: report it in one line
             del sys.modules[module_name]
-            raise ValueError(f"model: importing {path} failed: {type(exc).__name__}: "
+            raise InputError(f"model: importing {path} failed: {type(exc).__name__}: "
                              f"{exc}") from None
         _LOADED[key] = module
     return _LOADED[key]
@@ -55,24 +57,24 @@ def load_reference(name: str) -> type:
     """The class a ``file.py:Class`` or ``package.module:Class`` reference names."""
     where, _, attr = name.rpartition(":")
     if not where or not attr:
-        raise ValueError(f"model: expected 'file.py:Class' or 'module:Class', got {name!r}")
+        raise InputError(f"model: expected 'file.py:Class' or 'module:Class', got {name!r}")
     if where.endswith(".py") or "/" in where or "\\" in where:
         path = Path(where).expanduser()
         if not path.is_file():
-            raise ValueError(f"model: no such file {str(path)!r}")
+            raise InputError(f"model: no such file {str(path)!r}")
         module = _import_file(path.resolve())
     else:
         try:
             module = importlib.import_module(where)
         except Exception as exc:
-            raise ValueError(f"model: cannot import module {where!r}: "
+            raise InputError(f"model: cannot import module {where!r}: "
                              f"{type(exc).__name__}: {exc}") from None
     if not hasattr(module, attr):
         classes = [n for n, v in vars(module).items() if inspect.isclass(v)
                    and v.__module__ == module.__name__]
         close = difflib.get_close_matches(attr, classes, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"model: no class {attr!r} in {where}{hint}; it defines {classes}")
+        raise InputError(f"model: no class {attr!r} in {where}{hint}; it defines {classes}")
     cls = getattr(module, attr)
     check_contract(cls, name)
     return cls
@@ -84,7 +86,7 @@ def check_contract(cls, name: str) -> None:
     from .families.base import Family
 
     if not inspect.isclass(cls) or not issubclass(cls, (Family, LatentModel)):
-        raise ValueError(f"model: {name} does not meet the model contract: expected a "
+        raise InputError(f"model: {name} does not meet the model contract: expected a "
                          "subclass of models.Family or models.LatentModel (e.g. PyroModel)")
     missing = sorted(getattr(cls, "__abstractmethods__", ()))
     if issubclass(cls, LatentModel):
@@ -92,7 +94,7 @@ def check_contract(cls, name: str) -> None:
             if getattr(cls, method) is getattr(LatentModel, method):
                 missing.append(method)
     if missing:
-        raise ValueError(f"model: {name} does not meet the model contract: it does not "
+        raise InputError(f"model: {name} does not meet the model contract: it does not "
                          f"define {', '.join(missing)}")
 
 
@@ -103,7 +105,7 @@ def model_class(name: str) -> type:
     if name not in REGISTRY:
         close = difflib.get_close_matches(name, list(REGISTRY), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"model: unknown model {name!r}{hint}; registered: {sorted(REGISTRY)}")
+        raise InputError(f"model: unknown model {name!r}{hint}; registered: {sorted(REGISTRY)}")
     return REGISTRY[name]
 
 

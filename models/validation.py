@@ -10,6 +10,18 @@ import torch
 from .params import DTYPE
 
 
+class InputError(ValueError):
+    """A value given to emvi by its user is not acceptable; the message names the argument.
+
+    The command line answers these (and :class:`InputTypeError`) in one line with exit
+    status 2; any other exception is a bug in emvi and exits 1.
+    """
+
+
+class InputTypeError(TypeError):
+    """A value given to emvi by its user has the wrong type; the message names the argument."""
+
+
 def as_tensor(value, name: str) -> torch.Tensor:
     """Convert array-like numeric input to a float64 tensor, or raise ``TypeError``.
 
@@ -20,18 +32,18 @@ def as_tensor(value, name: str) -> torch.Tensor:
         tensor = value.detach()
     else:
         if isinstance(value, (str, bytes)):
-            raise TypeError(f"{name}: expected numbers, got a string {value!r:.40}")
+            raise InputTypeError(f"{name}: expected numbers, got a string {value!r:.40}")
         try:
             array = np.asarray(value)
         except (ValueError, TypeError) as exc:  # ragged nested lists
-            raise ValueError(f"{name}: expected a rectangular array of numbers ({exc})") from None
+            raise InputError(f"{name}: expected a rectangular array of numbers ({exc})") from None
         if array.dtype == object or not (
             np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
         ):
-            raise TypeError(f"{name}: expected numbers, got array of dtype {array.dtype}")
+            raise InputTypeError(f"{name}: expected numbers, got array of dtype {array.dtype}")
         tensor = torch.as_tensor(array)
     if tensor.is_complex():
-        raise TypeError(f"{name}: expected real numbers, got dtype {tensor.dtype}")
+        raise InputTypeError(f"{name}: expected real numbers, got dtype {tensor.dtype}")
     return tensor.to(DTYPE)
 
 
@@ -40,7 +52,7 @@ def refuse(tensor: torch.Tensor, bad: torch.Tensor, name: str, expected: str) ->
     if bad.any():
         index = tuple(int(i) for i in torch.nonzero(bad)[0])
         where = index[0] if len(index) == 1 else index
-        raise ValueError(f"{name}: expected {expected}, found {tensor[index].item()} "
+        raise InputError(f"{name}: expected {expected}, found {tensor[index].item()} "
                          f"at index {where}")
     return tensor
 
@@ -61,9 +73,9 @@ def check_data(data, name: str, event_shape: tuple[int, ...]) -> torch.Tensor:
     expected = 1 + len(event_shape)
     if tensor.dim() != expected or tuple(tensor.shape[1:]) != tuple(event_shape):
         want = "(n" + "".join(f", {d}" for d in event_shape) + ")"
-        raise ValueError(f"{name}: expected shape {want}, got {tuple(tensor.shape)}")
+        raise InputError(f"{name}: expected shape {want}, got {tuple(tensor.shape)}")
     if tensor.shape[0] == 0:
-        raise ValueError(f"{name}: expected at least one observation, got an empty array")
+        raise InputError(f"{name}: expected at least one observation, got an empty array")
     return check_finite(tensor, name)
 
 
@@ -81,25 +93,25 @@ def check_int(value, name: str, low: int | None = None, high: int | None = None)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
-            raise TypeError(f"{name}: expected an integer, got {value!r}")
+            raise InputTypeError(f"{name}: expected an integer, got {value!r}")
     value = int(value)
     if low is not None and value < low:
-        raise ValueError(f"{name}: expected an integer >= {low}, got {value}")
+        raise InputError(f"{name}: expected an integer >= {low}, got {value}")
     if high is not None and value > high:
-        raise ValueError(f"{name}: expected an integer <= {high}, got {value}")
+        raise InputError(f"{name}: expected an integer <= {high}, got {value}")
     return value
 
 
 def check_positive(value, name: str) -> float:
     """A finite number > 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a positive number, got {value!r}")
+        raise InputTypeError(f"{name}: expected a positive number, got {value!r}")
     if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}: expected a positive finite number, got {value}")
+        raise InputError(f"{name}: expected a positive finite number, got {value}")
     return float(value)
 
 
 def check_k(k: int, n: int) -> None:
     """K components need at least K observations."""
     if k > n:
-        raise ValueError(f"k: expected at most as many components as observations ({n}), got {k}")
+        raise InputError(f"k: expected at most as many components as observations ({n}), got {k}")

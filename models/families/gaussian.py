@@ -25,7 +25,7 @@ import torch
 from torch.distributions import constraints
 
 from ..params import ParamSpec
-from ..validation import as_tensor, check_data, check_int
+from ..validation import InputError, as_tensor, check_data, check_int
 from .base import Family, pick, shared, upper_triangle
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
@@ -46,11 +46,11 @@ class Gaussian(Family):
     def __init__(self, dim: int = 1, covariance: str = "full", reg_covar: float = 1e-6):
         self.dim = check_int(dim, "dim", low=1, high=100_000)
         if covariance not in COVARIANCE_TYPES:
-            raise ValueError(f"covariance: expected one of {COVARIANCE_TYPES}, got {covariance!r}")
+            raise InputError(f"covariance: expected one of {COVARIANCE_TYPES}, got {covariance!r}")
         if isinstance(reg_covar, bool) or not isinstance(reg_covar, (int, float)) or not (
             math.isfinite(reg_covar) and reg_covar >= 0
         ):
-            raise ValueError(f"reg_covar: expected a finite number >= 0, got {reg_covar!r}")
+            raise InputError(f"reg_covar: expected a finite number >= 0, got {reg_covar!r}")
         self.covariance = covariance
         self._reg_covar = float(reg_covar)
         self.event_shape = (self.dim,)
@@ -101,12 +101,12 @@ class Gaussian(Family):
             cov = as_tensor(values.pop("covariances"), "covariances")
             chol, info = torch.linalg.cholesky_ex(cov)
             if cov.dim() < 2 or bool((info != 0).any()) or not torch.allclose(cov, cov.mT):
-                raise ValueError("covariances: expected symmetric positive-definite matrices")
+                raise InputError("covariances: expected symmetric positive-definite matrices")
             values["scale_tril"] = chol
         if "variances" in values and self.cov_name == "scales":
             var = as_tensor(values.pop("variances"), "variances")
             if bool((var <= 0).any()):
-                raise ValueError("variances: expected positive values")
+                raise InputError("variances: expected positive values")
             values["scales"] = var.sqrt()
         return values
 

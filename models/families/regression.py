@@ -17,7 +17,7 @@ import torch
 from torch.distributions import constraints
 
 from ..params import ParamSpec
-from ..validation import check_data, check_int
+from ..validation import InputError, InputTypeError, check_data, check_int
 from .base import Family, pick, upper_triangle
 
 LOG_2PI = math.log(2 * math.pi)
@@ -39,9 +39,9 @@ class LinearRegression(Family):
                  high: float = 5.0, reg_covar: float = 1e-6):
         self.n_covariates = check_int(features, "features", low=1, high=10_000)
         if not isinstance(intercept, bool):
-            raise TypeError(f"intercept: expected true or false, got {intercept!r}")
+            raise InputTypeError(f"intercept: expected true or false, got {intercept!r}")
         if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and low < high):
-            raise ValueError(f"low, high: expected numbers with low < high, got {low}, {high}")
+            raise InputError(f"low, high: expected numbers with low < high, got {low}, {high}")
         self.intercept, self.low, self.high, self.reg_covar = intercept, low, high, float(reg_covar)
         self.event_shape = (self.n_covariates + 1,)
         self.width = self.n_covariates + int(intercept)  # length of x~
