@@ -9,7 +9,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from models.params import Params
-from models.validation import InputError
+from models.validation import InputError, InputTypeError, check_real
 
 
 def alignment(model, reference: Params, other: Params) -> np.ndarray:
@@ -53,6 +53,8 @@ def adjusted_rand_index(a, b) -> float:
     def pairs(x):
         return (x * (x - 1) / 2).sum()
 
+    if len(a) < 2:  # no pairs to disagree about (scikit-learn's convention)
+        return 1.0
     total, rows, cols = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
     expected = rows * cols / pairs(np.array([len(a)]))
     maximum = (rows + cols) / 2
@@ -131,7 +133,7 @@ class Comparison:
             for p in next(iter(self.truth_errors.values())):
                 rows.append((f"|{p} - truth|", lambda n, p=p: f"{self.truth_errors[n][p]:.2e}"))
         width = max(len(r[0]) for r in rows) + 2
-        cols = [max(12, len(n) + 2) for n in self.names]
+        cols = [2 + max(len(n), *(len(cell(n)) for _, cell in rows)) for n in self.names]
         lines = ["".ljust(width) + "".join(n.rjust(c) for n, c in zip(self.names, cols))]
         for label, cell in rows:
             lines.append(label.ljust(width) + "".join(cell(n).rjust(c)
@@ -155,12 +157,33 @@ def compare(*fits, truth: Params | None = None, truth_assignments=None, names=No
         names: labels for the fits (default: their methods).
         rtol: relative tolerance of "reached the best objective".
     """
+    from .fit import Fit
+
     if len(fits) < 1:
         raise InputError("fits: expected at least one fit")
+    for i, fit in enumerate(fits):
+        if not isinstance(fit, Fit):
+            raise InputTypeError(f"fits: expected Fit results, got {type(fit).__name__} at "
+                                 f"position {i}")
     model = fits[0].model
-    names = list(names or [f.method for f in fits])
+    for i, fit in enumerate(fits[1:], 1):
+        if fit.model is not model and fit.model.describe() != model.describe():
+            raise InputError(f"fits: expected fits of one model, got {model.describe()} and "
+                             f"{fit.model.describe()} (position {i})")
+        if fit.responsibilities.shape != fits[0].responsibilities.shape:
+            raise InputError(f"fits: expected fits of one data set, got {len(fits[0].assignments)}"
+                             f" and {len(fit.assignments)} observations (position {i})")
+    names = list(names) if names is not None else [f.method for f in fits]
+    if len(names) != len(fits):
+        raise InputError(f"names: expected one label per fit ({len(fits)}), got {names}")
     if len(set(names)) != len(names):
         raise InputError(f"names: expected distinct labels, got {names}")
+    rtol = check_real(rtol, "rtol", low=0.0)
+    if truth_assignments is not None:
+        labels = np.asarray(truth_assignments)
+        if labels.shape != (len(fits[0].assignments),):
+            raise InputError(f"truth_assignments: expected {len(fits[0].assignments)} labels, "
+                             f"got shape {labels.shape}")
     by_name = dict(zip(names, fits))
     lls = {n: f.log_likelihood for n, f in by_name.items()}
     best = max(lls.values())

@@ -1,9 +1,19 @@
 """The one EM loop for every model: E-step, M-step, trace, convergence, restarts, hard EM.
 
 The loop only talks to a model through ``shift``, ``prepare``, ``expect``,
-``summarize`` and ``maximize`` (see :mod:`models.base`). Statistics are summed
-over chunks of the data, so memory stays at the data plus one chunk's
-intermediates, and the same code would sum statistics across processes.
+``maximize`` (and, for hard EM, ``empty_components`` and ``move_points``; see
+:mod:`models.base`). Statistics are summed over chunks of the data, so memory
+stays at the data plus one chunk's intermediates, and the same code would sum
+statistics across processes.
+
+Convergence is unit-free (as scikit-learn's): a restart stops when its objective
+*per observation* changes by at most ``tol`` in absolute value. Rescaling the
+data shifts the log-likelihood by ``n log(scale)`` at every iteration and leaves
+that change, and so the iteration count, as it was.
+
+Restarts run in one vectorised batch; a restart that has converged (or whose
+objective stopped being finite) leaves the batch, so it neither moves nor costs
+anything while the others go on.
 """
 
 from __future__ import annotations
@@ -11,13 +21,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
 from models.params import Params
-from models.validation import InputError, check_int, check_k, precision_notes
+from models.validation import (
+    InputError,
+    check_bool,
+    check_callable,
+    check_int,
+    check_k,
+    check_real,
+    precision_notes,
+)
 
-from .fit import Fit, Progress
+from .fit import Fit, Progress, warnings_as_notes
 
 #: prepared statistics up to this size are computed once and kept for all iterations
 CACHE_BYTES = 1 << 30
@@ -37,7 +56,7 @@ class Chunks:
         if not getattr(model, "chunkable", True):  # its statistics are not additive
             if chunk_size is not None:
                 raise InputError("chunk_size: this model's M-step is generic (numerical) and "
-                                 "needs all the data at once")
+                            "needs all the data at once")
             chunk_size, cache_bytes = n, float("inf")
         probe = model.prepare(data[:16], shift)
         parts = [probe] if torch.is_tensor(probe) else [t for t in probe if torch.is_tensor(t)]
@@ -47,6 +66,7 @@ class Chunks:
         cache = chunk_size is None and row_bytes * n <= cache_bytes
         if chunk_size is None:
             chunk_size = n if cache else max(1, int(cache_bytes // row_bytes))
+        self.chunk_size = chunk_size
         self.slices = [slice(i, min(i + chunk_size, n)) for i in range(0, n, chunk_size)]
         self.cache = [model.prepare(data[s], shift) for s in self.slices] if cache else None
 
@@ -61,7 +81,12 @@ class Chunks:
                 yield self.model.prepare(self.data[s], self.shift)
 
     def expect(self, params: Params, hard: bool, keep_scores: bool, marginal: bool = True):
-        """E-step over all chunks: summed stats, log-likelihood, objective; scores if asked."""
+        """E-step over all chunks: summed stats, log-likelihood, objective; scores if asked.
+
+        Returns:
+            ``(stats, log_likelihood (*B,) or None, objective (*B,), responsibilities
+            (*B, n, k) when the data are one chunk else None, scores (*B, n) or None)``.
+        """
         stats, log_lik, objective, scores, last = None, 0.0, 0.0, [], None
         for prepared in self.prepared():
             step = self.model.expect(prepared, params, hard, marginal)
@@ -78,10 +103,6 @@ class Chunks:
         responsibilities = last.responsibilities if len(self) == 1 else None
         return stats, log_lik, objective, responsibilities, scores
 
-    def responsibilities(self, params: Params, hard: bool) -> torch.Tensor:
-        return torch.cat([self.model.expect(p, params, hard).responsibilities
-                          for p in self.prepared()], -2)
-
 
 def _relocate_empty(model, chunks: Chunks, stats: dict, scores, params: Params, batch):
     """Hard EM: move each empty component to the point farthest from its centre.
@@ -90,7 +111,8 @@ def _relocate_empty(model, chunks: Chunks, stats: dict, scores, params: Params, 
     component (as scikit-learn's k-means); the model moves them in its statistics.
 
     Returns:
-        The corrected statistics and the relocated components, ``[(restart, component)]``.
+        The corrected statistics and the relocated components, ``[(row, component)]``
+        where ``row`` indexes the batch (``None`` unbatched).
     """
     empty = model.empty_components(stats)
     if not bool(empty.any()):
@@ -108,19 +130,84 @@ def _relocate_empty(model, chunks: Chunks, stats: dict, scores, params: Params, 
     return stats, moved
 
 
-def _freeze(done: torch.Tensor, old: Params, new: Params) -> Params:
-    """Keep converged restarts where they are."""
-    out = Params()
-    for key, value in new.items():
-        mask = done.reshape(done.shape + (1,) * (value.dim() - done.dim()))
-        out[key] = torch.where(mask, old[key], value)
-    return out
+def best_restart(objectives: torch.Tensor) -> int:
+    """The restart with the highest final objective; NaN counts as the worst, never best.
+
+    Args:
+        objectives: ``(R,)`` final objectives.
+    """
+    safe = torch.where(torch.isnan(objectives), torch.full_like(objectives, -math.inf),
+                       objectives)
+    return int(safe.argmax())
 
 
-def fit_em(model, data, init, *, max_iter: int = 1000, tol: float = 1e-8, hard: bool | None = None,
-           chunk_size: int | None = None, callback: Callable[[Progress], None] | None = None,
-           record_params: bool = True, track_log_likelihood: bool = True,
-           cache_bytes: int = CACHE_BYTES) -> Fit:
+@dataclass
+class EMRun:
+    """The state of one EM run over a batch of ``R`` restarts.
+
+    Attributes:
+        params: ``(*B, ...)`` current parameters of every restart.
+        active: indices of the restarts still iterating.
+        objectives: per iteration, every restart's objective (``R`` floats; a restart
+            that left the batch repeats its last value).
+        log_likelihoods: the same for the marginal log-likelihood (NaN: not computed).
+        iterations: M-steps taken by each restart.
+        converged: whether each restart met the tolerance.
+        stopped: restarts that left because their objective was not finite.
+    """
+
+    params: Params
+    restarts: int
+    active: list = field(default_factory=list)
+    objectives: list = field(default_factory=list)
+    log_likelihoods: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+    trace: list = field(default_factory=list)
+    events: list = field(default_factory=list)
+    iterations: list = field(default_factory=list)
+    converged: list = field(default_factory=list)
+    stopped: list = field(default_factory=list)
+    responsibilities: torch.Tensor | None = None
+
+    def __post_init__(self):
+        self.active = list(range(self.restarts))
+        self.iterations = [0] * self.restarts
+        self.converged = [False] * self.restarts
+
+    def record(self, objective: torch.Tensor, log_lik: torch.Tensor | None, seconds: float):
+        """Store this iteration's values for the active restarts (others repeat theirs)."""
+        objective = objective.reshape(-1).tolist()
+        log_lik = [math.nan] * len(objective) if log_lik is None else log_lik.reshape(-1).tolist()
+        row = list(self.objectives[-1]) if self.objectives else [math.nan] * self.restarts
+        lls = list(self.log_likelihoods[-1]) if self.log_likelihoods else [math.nan] * self.restarts
+        for i, r in enumerate(self.active):
+            row[r], lls[r] = objective[i], log_lik[i]
+        self.objectives.append(row)
+        self.log_likelihoods.append(lls)
+        self.seconds.append(seconds)
+
+
+class Options:
+    """Validated arguments of :func:`fit_em` (one place for their checks)."""
+
+    def __init__(self, max_iter, tol, hard, chunk_size, callback, record_params,
+                 track_log_likelihood, cache_bytes, model):
+        self.max_iter = check_int(max_iter, "max_iter", low=0)
+        self.tol = None if tol is None else check_real(tol, "tol", low=0.0)
+        self.hard = model.default_hard if hard is None else check_bool(hard, "hard")
+        self.chunk_size = None if chunk_size is None else check_int(chunk_size, "chunk_size",
+                                                                    low=1)
+        self.callback = None if callback is None else check_callable(callback, "callback")
+        self.record_params = check_bool(record_params, "record_params")
+        self.marginal = check_bool(track_log_likelihood, "track_log_likelihood") or not self.hard
+        self.cache_bytes = cache_bytes
+        self.method = "hard-em" if self.hard else "em"
+
+
+def fit_em(model, data, init, *, max_iter: int = 1000, tol: float | None = 1e-8,
+           hard: bool | None = None, chunk_size: int | None = None,
+           callback: Callable[[Progress], None] | None = None, record_params: bool = True,
+           track_log_likelihood: bool = True, cache_bytes: int = CACHE_BYTES) -> Fit:
     """Fit ``model`` to ``data`` by EM from ``init``.
 
     Args:
@@ -129,8 +216,8 @@ def fit_em(model, data, init, *, max_iter: int = 1000, tol: float = 1e-8, hard: 
         init: initial parameters; a leading restart dimension ``(R, ...)`` runs R
             EMs at once in one vectorised loop and keeps the best.
         max_iter: most M-steps.
-        tol: stop when the objective's relative change ``|f_t - f_{t-1}| / |f_{t-1}|``
-            is at most ``tol`` (for every restart); ``None`` runs all ``max_iter``.
+        tol: a restart stops when its objective per observation changes by at most
+            ``tol`` (``|f_t - f_{t-1}| / n``; unit-free); ``None`` runs all ``max_iter``.
         hard: classification EM (MAP assignments); ``None`` takes the model's default.
         chunk_size: observations per chunk: memory stays at the data plus one chunk's
             statistics and responsibilities. ``None``: all at once, the prepared
@@ -141,88 +228,150 @@ def fit_em(model, data, init, *, max_iter: int = 1000, tol: float = 1e-8, hard: 
             every iteration (else only at the end; the trace holds NaN before it).
 
     Returns:
-        A :class:`Fit`; its traces start at ``init`` (index 0).
+        A :class:`Fit` of the best restart: the one with the highest final objective
+        (the marginal log-likelihood; for hard EM the classification log-likelihood,
+        i.e. K-means' lowest inertia), NaN never best. Its traces start at ``init``
+        (index 0) and end where that restart stopped.
     """
     notes = precision_notes(data)
     data = model.check_data(data)
     check_k(model.k, data.shape[0])
     params = model.check_params(init, "init")
-    max_iter = check_int(max_iter, "max_iter", low=0)
-    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float))
-                            or not tol >= 0):
-        raise InputError(f"tol: expected a number >= 0 or None, got {tol!r}")
-    hard = model.default_hard if hard is None else bool(hard)
-    if chunk_size is not None:
-        chunk_size = check_int(chunk_size, "chunk_size", low=1)
+    options = Options(max_iter, tol, hard, chunk_size, callback, record_params,
+                      track_log_likelihood, cache_bytes, model)
     batch = params.batch_shape(model.specs)
-    method = "hard-em" if hard else "em"
+    if len(batch) > 1:
+        raise InputError(f"init: expected at most one restart dimension, got batch shape {batch}")
 
     start = time.perf_counter()
     # a closed-form EM needs no autograd: inference mode skips its bookkeeping (~20% per op)
-    with torch.inference_mode(model.m_step_kind == "closed-form"):
-        state = _loop(model, data, params, batch, hard, max_iter, tol, chunk_size, cache_bytes,
-                      callback, record_params, method, start, track_log_likelihood or not hard)
-    objectives, log_liks, seconds, trace, events, done, params, resp = state
-    final = torch.tensor(objectives, dtype=torch.float64)  # (T, R)
-    lls = torch.tensor(log_liks, dtype=torch.float64)
-    best = int(final[-1].argmax())
-    params = params.map(torch.clone)  # ordinary tensors again, outside inference mode
-    notes += model.diagnose(data, params.select(best, model.specs))
-    trace = [p.map(torch.clone) for p in trace]
-    resp = resp.clone()
+    with torch.inference_mode(model.m_step_kind == "closed-form"), warnings_as_notes(notes):
+        run = EMRun(params, batch[0] if batch else 1)
+        chunks = Chunks(model, data, model.shift(data), options.chunk_size, options.cache_bytes)
+        _iterate(model, chunks, run, batched=bool(batch), options=options, start=start)
+        final_lls = _final_log_likelihoods(model, chunks, run, bool(batch))
+    return _result(model, data, run, final_lls, bool(batch), options, notes)
+
+
+def _subset(params: Params, model, rows: list[int], batched: bool) -> Params:
+    if not batched:
+        return params
+    index = torch.tensor(rows)
+    return Params({k: v.index_select(0, index) for k, v in params.items()})
+
+
+def _scatter(params: Params, new: Params, rows: list[int]) -> Params:
+    """``params`` with the restarts ``rows`` replaced by ``new`` (a sub-batch)."""
+    index = torch.tensor(rows)
+    return Params({k: params[k].index_copy(0, index, new[k].to(params[k].dtype)) for k in params})
+
+
+def _iterate(model, chunks: Chunks, run: EMRun, batched: bool, options: Options, start: float):
+    """E-step, convergence check, M-step until every restart has stopped."""
+    n = chunks.data.shape[0]
+    hard = options.hard
+    for iteration in range(options.max_iter + 1):
+        current = _subset(run.params, model, run.active, batched)
+        sub_batch = (len(run.active),) if batched else ()
+        stats, log_lik, objective, resp, scores = chunks.expect(current, hard, hard,
+                                                                options.marginal)
+        previous = run.objectives[-1] if run.objectives else None
+        run.record(objective, log_lik, time.perf_counter() - start)
+        if options.record_params:
+            run.trace.append(run.params)  # new tensors every iteration; cloned on the way out
+        if options.callback is not None:
+            best = max((v for v in run.objectives[-1] if not math.isnan(v)), default=math.nan)
+            options.callback(Progress(options.method, iteration, options.max_iter, best,
+                                      run.seconds[-1]))
+        leaving = _leaving(run, previous, n, options.tol)
+        if iteration == options.max_iter or len(leaving) == len(run.active):
+            run.responsibilities = resp if len(run.active) == run.restarts else None
+            return
+        if hard:
+            stats, moved = _relocate_empty(model, chunks, stats, scores, current, sub_batch)
+            run.events += [{"iteration": iteration, "event": "relocated empty component",
+                            "restart": run.active[b] if b is not None else None, "component": j}
+                           for b, j in moved]
+        new = model.maximize(stats, current, chunks.shift)
+        staying = [i for i, r in enumerate(run.active) if r not in leaving]
+        if batched:
+            kept = [run.active[i] for i in staying]
+            run.params = _scatter(run.params, _subset(new, model, staying, True), kept)
+            run.active = kept
+        else:
+            run.params = new
+        for r in run.active:
+            run.iterations[r] += 1
+
+
+def _leaving(run: EMRun, previous, n: int, tol) -> set:
+    """Restarts that converge or stop at this iteration (they keep their parameters)."""
+    leaving = set()
+    latest = run.objectives[-1]
+    for r in run.active:
+        if not math.isfinite(latest[r]):
+            run.stopped.append(r)
+            leaving.add(r)
+        elif previous is not None and tol is not None and (
+                abs(latest[r] - previous[r]) / n <= tol):
+            run.converged[r] = True
+            leaving.add(r)
+    return leaving
+
+
+def _final_log_likelihoods(model, chunks: Chunks, run: EMRun, batched: bool) -> torch.Tensor:
+    """``(R,)`` marginal log-likelihood of every restart at its final parameters."""
+    last = torch.tensor(run.log_likelihoods[-1], dtype=torch.float64)
+    if bool(torch.isnan(last).any()):
+        last = chunks.expect(run.params, False, False)[1].reshape(-1).to(torch.float64)
+        run.log_likelihoods[-1] = last.tolist()
+    return last
+
+
+def _result(model, data, run: EMRun, final_lls, batched: bool, options: Options, notes) -> Fit:
+    objectives = torch.tensor(run.objectives, dtype=torch.float64)  # (T, R)
+    lls = torch.tensor(run.log_likelihoods, dtype=torch.float64)
+    best = best_restart(objectives[-1])
+    length = run.iterations[best] + 1  # the best restart's own trace
+    params = run.params.map(torch.clone)  # ordinary tensors again, outside inference mode
+    chosen = params.select(best, model.specs) if batched else params
+    notes = list(notes)
+    if run.stopped:
+        notes.append(f"restart(s) {sorted(run.stopped)} stopped: their objective was not "
+                     "finite")
+    if options.tol is not None and not run.converged[best] and best not in run.stopped:
+        change = abs(objectives[length - 1, best] - objectives[max(length - 2, 0), best])
+        notes.append(f"not converged: max_iter={options.max_iter} reached while the objective "
+                     f"per observation still changed by {float(change) / data.shape[0]:.2g} "
+                     f"(tol={options.tol:g}); raise max_iter or tol")
+    notes += model.diagnose(data, chosen)
+    resp = None
+    if run.responsibilities is not None:
+        resp = (run.responsibilities[best] if batched else run.responsibilities).clone()
+    trace = None
+    if options.record_params:
+        trace = [p.map(torch.clone) for p in run.trace[:length]]
+        trace = [p.select(best, model.specs) for p in trace] if batched else trace
     return Fit(
         model=model,
-        method=method,
-        params=params.select(best, model.specs),
-        log_likelihood=float(lls[-1, best]),
-        objective=final[:, best],
-        log_likelihood_trace=lls[:, best],
-        seconds=torch.tensor(seconds, dtype=torch.float64),
-        iterations=len(objectives) - 1,
-        converged=all(done),
-        responsibilities=(resp[best] if batch else resp).contiguous(),
-        param_trace=[p.select(best, model.specs) for p in trace] if record_params else None,
-        restart_log_likelihoods=lls[-1],
+        method=options.method,
+        params=chosen,
+        log_likelihood=float(final_lls[best]),
+        objective=objectives[:length, best].clone(),
+        log_likelihood_trace=lls[:length, best].clone(),
+        seconds=torch.tensor(run.seconds[:length], dtype=torch.float64),
+        iterations=run.iterations[best],
+        converged=run.converged[best],
+        kept_responsibilities=resp,
+        data=data,
+        chunk_size=options.chunk_size,
+        hard=options.hard,
+        param_trace=trace,
+        restart_log_likelihoods=final_lls.clone(),
+        restart_objectives=objectives[-1].clone(),
+        restart_converged=list(run.converged),
         best_restart=best,
         m_step=model.m_step_kind,
         notes=notes,
-        events=[e for e in events if e["restart"] in (None, best)],
+        events=[e for e in run.events if e["restart"] in (None, best)],
     )
-
-
-def _loop(model, data, params, batch, hard, max_iter, tol, chunk_size, cache_bytes, callback,
-          record_params, method, start, marginal):
-    """The iterations; returns the traces, the final parameters and responsibilities."""
-    shift = model.shift(data)
-    chunks = Chunks(model, data, shift, chunk_size, cache_bytes)
-    objectives, log_liks, seconds, trace, events = [], [], [], [], []
-    done = [False] * (math.prod(batch) if batch else 1)  # per restart, in plain floats
-    previous = None
-    for iteration in range(max_iter + 1):
-        stats, log_lik, objective, resp, scores = chunks.expect(params, hard, hard, marginal)
-        objectives.append(objective.reshape(-1).tolist())
-        log_liks.append(objectives[-1] if objective is log_lik else
-                        [math.nan] * len(done) if log_lik is None else log_lik.reshape(-1).tolist())
-        seconds.append(time.perf_counter() - start)
-        if record_params:
-            trace.append(params)  # new tensors every iteration; cloned on the way out
-        if callback is not None:
-            callback(Progress(method, iteration, max_iter, max(objectives[-1]), seconds[-1]))
-        if previous is not None and tol is not None:
-            done = [d or abs(f - p) <= tol * abs(p)
-                    for d, f, p in zip(done, objectives[-1], previous)]
-        if all(done) or iteration == max_iter:
-            break
-        if hard:
-            stats, moved = _relocate_empty(model, chunks, stats, scores, params, batch)
-            events += [{"iteration": iteration, "event": "relocated empty component",
-                        "restart": b, "component": j} for b, j in moved]
-        new = model.maximize(stats, params, shift)
-        params = _freeze(torch.tensor(done).reshape(batch), params, new) if any(done) else new
-        previous = objectives[-1]
-
-    if resp is None:
-        resp = chunks.responsibilities(params, hard)
-    if math.isnan(log_liks[-1][0]):  # the final marginal log-likelihood is always reported
-        log_liks[-1] = chunks.expect(params, False, False)[1].reshape(-1).tolist()
-    return objectives, log_liks, seconds, trace, events, done, params, resp

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import warnings
+from contextlib import contextmanager
+from dataclasses import InitVar, dataclass, field
 from typing import NamedTuple
 
 import torch
 from torch.distributions import constraints
 
 from models.params import Params
+
+
+@contextmanager
+def warnings_as_notes(notes: list):
+    """Collect warnings raised inside the block into ``notes`` (each distinct one once)
+    instead of printing them; NaN warnings are reported by the fits themselves."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for item in caught:
+        text = f"warning during the fit: {item.category.__name__}: {item.message}"
+        if "Encountered NaN" not in str(item.message) and text not in notes:
+            notes.append(text)
 
 
 class Progress(NamedTuple):
@@ -34,14 +49,21 @@ class Fit:
         objective: ``(T,)`` what the method maximised, per iteration (index 0 = init).
         log_likelihood_trace: ``(T,)`` marginal log-likelihood per iteration.
         seconds: ``(T,)`` wall-clock seconds since the fit started.
-        iterations: EM iterations (M-steps) or optimiser steps taken.
-        converged: whether the relative change fell below ``tol``.
-        responsibilities: ``(n, k)`` posterior assignments at ``params``.
+        iterations: EM iterations (M-steps) or optimiser steps the best restart took.
+        converged: whether the best restart met the tolerance.
+        responsibilities: ``(n, k)`` posterior (hard EM: one-hot) assignments of the
+            training data at ``params``; computed on first use, chunk by chunk, when the
+            fit did not keep them (``kept_responsibilities``): a chunked fit keeps its
+            memory at the data plus one chunk.
         param_trace: parameters per iteration (best restart), if recorded.
-        restart_log_likelihoods: ``(R,)`` final log-likelihood of every restart.
+        restart_log_likelihoods: ``(R,)`` final marginal log-likelihood of every restart.
+        restart_objectives: ``(R,)`` final objective of every restart (what chose the
+            best: for hard EM the classification log-likelihood).
+        restart_converged: whether each restart met the tolerance.
         best_restart: index of the restart kept.
         m_step: ``closed-form``, ``generic`` (numerical) or ``none`` (VI).
-        notes: anything the user should know (promotions, collapsed components).
+        notes: anything the user should know (promotions, collapsed components,
+            no convergence, warnings raised during the fit).
         events: what happened at given iterations, e.g. an empty component relocated
             (``{"iteration": t, "event": ..., ...}``); such a step may lower the objective.
     """
@@ -55,13 +77,40 @@ class Fit:
     seconds: torch.Tensor
     iterations: int
     converged: bool
-    responsibilities: torch.Tensor = field(repr=False)
+    kept_responsibilities: InitVar[torch.Tensor | None] = None
+    data: torch.Tensor | None = field(default=None, repr=False)
+    chunk_size: int | None = field(default=None, repr=False)
+    hard: bool = False
     param_trace: list | None = field(default=None, repr=False)
     restart_log_likelihoods: torch.Tensor | None = None
+    restart_objectives: torch.Tensor | None = None
+    restart_converged: list | None = None
     best_restart: int = 0
     m_step: str = "closed-form"
     notes: list = field(default_factory=list)
     events: list = field(default_factory=list)
+
+    def __post_init__(self, kept_responsibilities):
+        self._responsibilities = kept_responsibilities
+
+    @property
+    def responsibilities(self) -> torch.Tensor:
+        """``(n, k)`` at ``params`` on the training data (computed on first use)."""
+        if self._responsibilities is None and self.data is not None:
+            self._responsibilities = self._training_responsibilities()
+        return self._responsibilities
+
+    def _training_responsibilities(self) -> torch.Tensor:
+        """``(n, k)`` at ``params`` on the training data, chunk by chunk into one output."""
+        data, model = self.data, self.model
+        step = self.chunk_size or data.shape[0]
+        out = None
+        for start in range(0, data.shape[0], step):
+            resp = model.e_step(data[start: start + step], self.params, hard=self.hard)[0]
+            if out is None:
+                out = resp.new_empty(data.shape[0], resp.shape[-1])
+            out[start: start + step] = resp
+        return out
 
     @property
     def assignments(self) -> torch.Tensor:

@@ -24,8 +24,28 @@ def squared_distances(points: torch.Tensor, centres: torch.Tensor) -> torch.Tens
     return (norms - 2 * cross).clamp_min(0)
 
 
+def sample_proportional(weights: torch.Tensor, count: int, generator) -> torch.Tensor:
+    """``count`` indices drawn with replacement, with probability proportional to
+    ``weights: (n,)`` (non-negative, positive sum): cumulative sums and a binary search,
+    for any n (``torch.multinomial`` refuses more than 2^24 categories)."""
+    cumulative = weights.cumsum(0)
+    draws = torch.rand(count, generator=generator, dtype=weights.dtype) * cumulative[-1]
+    return torch.searchsorted(cumulative, draws, right=True).clamp_max(len(weights) - 1)
+
+
+def standardise(points: torch.Tensor) -> torch.Tensor:
+    """Points centred and divided by one power of two near their extent: distances keep
+    their ratios exactly and their squares stay finite for any finite input."""
+    from models.families.gaussian_numerics import reference, standardised
+
+    return standardised(points, reference(points, common=True)).T
+
+
 def kmeans_plusplus(points: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     """Greedy k-means++ seeding (Arthur & Vassilvitskii; scikit-learn's local trials).
+
+    Args:
+        points: ``(n, f)`` standardised points (see :func:`standardise`).
 
     Returns:
         ``(k,)`` indices of the chosen points.
@@ -39,8 +59,7 @@ def kmeans_plusplus(points: torch.Tensor, k: int, generator: torch.Generator) ->
         if total <= 0:  # every point already sits on a centre
             candidates = torch.randint(n, (trials,), generator=generator)
         else:
-            candidates = torch.multinomial(closest / total, trials, replacement=True,
-                                           generator=generator)
+            candidates = sample_proportional(closest, trials, generator)
         potentials = torch.minimum(closest, squared_distances(points, points[candidates]).T)
         best = int(potentials.sum(1).argmin())
         chosen.append(int(candidates[best]))
@@ -100,7 +119,7 @@ def initialize(model, data, method: str = "kmeans++", seed: int = 0, restarts: i
     if method not in INIT_METHODS:
         raise InputError(f"method: expected one of {INIT_METHODS}, got {method!r}")
     generator = torch.Generator().manual_seed(seed)
-    points = model.features(data)
+    points = standardise(model.features(data))
     sets = []
     for _ in range(restarts):
         if method == "random_params":

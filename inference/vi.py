@@ -1,67 +1,236 @@
 """Fitting by Pyro's TraceEnum_ELBO over the model's own program.
 
 The globals are ``pyro.param`` sites seeded from the same ``init`` as EM, with
-the constraints of the model's specs; the guide is empty and the assignment
-site is enumerated in the model, so ``-loss`` is exactly the marginal
-log-likelihood and the objective is deterministic: L-BFGS is as legitimate as
-Adam. Pyro's global param store is scoped: a fit neither sees nor leaves params.
+the constraints of the model's specs; the guide is empty and every discrete
+latent site of the program is enumerated (as EM's E-step enumerates it), so
+``-loss`` is exactly the marginal log-likelihood and the objective is
+deterministic: L-BFGS is as legitimate as Adam. Pyro's global param store is
+scoped: a fit neither sees nor leaves params.
+
+Pyro validates the program on the first step; warnings raised during a fit
+become the fit's ``notes`` rather than being printed or lost.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pyro
 import torch
-from pyro.infer import TraceEnum_ELBO
+from pyro.infer import TraceEnum_ELBO, config_enumerate
 
 from models.params import Params, interior
-from models.validation import InputError, check_int, check_k, precision_notes
+from models.validation import (
+    InputError,
+    check_callable,
+    check_int,
+    check_k,
+    check_real,
+    precision_notes,
+)
 
-from .fit import Fit, Progress
+from .fit import Fit, Progress, warnings_as_notes
 
 OPTIMIZERS = ("adam", "lbfgs")
 DEFAULT_LR = {"adam": 0.05, "lbfgs": 1.0}
+DEFAULT_PATIENCE = {"adam": 10, "lbfgs": 1}
 
 
 def pyro_objective(model, fixed: Params, free: dict):
     """The ``(model, guide)`` pair: globals as ``pyro.param`` with the specs' constraints.
+
+    Every discrete latent site of the program is enumerated in parallel (a site
+    that already says how it is enumerated keeps its setting).
 
     Args:
         model: the latent model whose ``program`` is used.
         fixed: values passed through as constants (fixed parameters).
         free: ``name -> initial value`` of the parameters to learn.
     """
+    program = config_enumerate(model.program, "parallel")
 
     def pyro_model(data):
         values = Params(fixed)
         for name, value in free.items():
             values[name] = pyro.param(name, value, constraint=model.specs[name].constraint)
-        model.program(values, data)
+        program(values, data)
 
-    def guide(data):  # every global is a point estimate; the assignment is enumerated
+    def guide(data):  # every global is a point estimate; the assignments are enumerated
         pass
 
     return pyro_model, guide
 
 
-def fit_vi(model, data, init, *, optimizer: str = "adam", lr: float | None = None,
-           steps: int = 1000, tol: float | None = 1e-9, patience: int | None = None,
-           callback: Callable[[Progress], None] | None = None, record_params: bool = True) -> Fit:
+@dataclass
+class VIOptions:
+    """Validated arguments of :func:`fit_vi` (one place for their checks)."""
+
+    optimizer: str
+    lr: float
+    steps: int
+    tol: float | None
+    patience: int
+    callback: Callable | None
+    record_params: bool
+
+    @classmethod
+    def check(cls, optimizer, lr, steps, tol, patience, callback, record_params) -> VIOptions:
+        if optimizer not in OPTIMIZERS:
+            raise InputError(f"optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}")
+        lr = DEFAULT_LR[optimizer] if lr is None else check_real(lr, "lr", low=0.0,
+                                                                 open_low=True)
+        steps = check_int(steps, "steps", low=0)
+        tol = None if tol is None else check_real(tol, "tol", low=0.0)
+        patience = check_int(DEFAULT_PATIENCE[optimizer] if patience is None else patience,
+                             "patience", low=1)
+        callback = None if callback is None else check_callable(callback, "callback")
+        return cls(optimizer, lr, steps, tol, patience, callback, bool(record_params))
+
+
+@dataclass
+class VIRun:
+    """What one optimisation records: objectives ``(*batch,)`` per step, times, params."""
+
+    objectives: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+    trace: list = field(default_factory=list)
+    final: Params | None = None
+    small: int = 0
+    stopped: int | None = None
+    converged: bool = False
+
+
+class Objective:
+    """TraceEnum_ELBO of the model's program, its ``pyro.param`` leaves and snapshots."""
+
+    def __init__(self, model, data, params: Params):
+        self.model, self.data = model, data
+        self.batch = params.batch_shape(model.specs)
+        self.fixed = Params({k: v for k, v in params.items() if model.specs[k].fixed})
+        self.free = {k: interior(v, model.specs[k].constraint).clone() for k, v in params.items()
+                     if not model.specs[k].fixed}
+        if not self.free:
+            raise InputError("init: the model has no free parameters to fit")
+        self.pyro_model, self.guide = pyro_objective(model, self.fixed, self.free)
+        self.elbo = TraceEnum_ELBO(max_plate_nesting=model.plate_nesting(params))
+        self.prepared = model.prepare(data, model.shift(data)) if self.batch else None
+
+    def leaves(self) -> list[torch.Tensor]:
+        for name, value in self.free.items():
+            pyro.param(name, value, constraint=self.model.specs[name].constraint)
+        return [p for _, p in pyro.get_param_store().named_parameters()]
+
+    def loss(self) -> torch.Tensor:
+        return self.elbo.differentiable_loss(self.pyro_model, self.guide, self.data)
+
+    def snapshot(self) -> Params:
+        with torch.no_grad():
+            values = {k: pyro.param(k).detach().clone() for k in self.free}
+            return Params({k: values[k] if k in values else self.fixed[k]
+                           for k in self.model.specs})
+
+    def per_restart(self, loss: torch.Tensor, values: Params) -> torch.Tensor:
+        """The marginal log-likelihood of each restart: ``-loss``, or per restart."""
+        if not self.batch:
+            return -loss.detach()
+        with torch.no_grad():  # the program sums the restart plate; split it per restart
+            return self.model.expect(self.prepared, values).log_likelihood
+
+
+def make_optimizer(options: VIOptions, leaves):
+    if options.optimizer == "adam":
+        return torch.optim.Adam(leaves, lr=options.lr)
+    return torch.optim.LBFGS(leaves, lr=options.lr, max_iter=1, max_eval=25, history_size=20,
+                             tolerance_grad=1e-14, tolerance_change=1e-15,
+                             line_search_fn="strong_wolfe")
+
+
+def _finite(loss, values: Params) -> bool:
+    return bool(torch.isfinite(loss)) and all(bool(torch.isfinite(v).all())
+                                              for v in values.values())
+
+
+def _record(run: VIRun, objective: Objective, loss, values: Params, options: VIOptions,
+            start: float, method: str) -> None:
+    run.objectives.append(objective.per_restart(loss, values))
+    run.seconds.append(time.perf_counter() - start)
+    if options.record_params:
+        run.trace.append(values)
+    run.final = values
+    if options.callback is not None:
+        value = run.objectives[-1]
+        best = float(value.max()) if value.dim() else float(value)
+        options.callback(Progress(method, len(run.objectives) - 1, options.steps, best,
+                                  run.seconds[-1]))
+
+
+def _small_change(run: VIRun, options: VIOptions, n: int) -> bool:
+    """Unit-free rule (as EM's): the objective per observation changed by at most ``tol``."""
+    if options.tol is None or len(run.objectives) < 2:
+        return False
+    change = float((run.objectives[-1] - run.objectives[-2]).abs().max()) / n
+    run.small = run.small + 1 if change <= options.tol else 0
+    return run.small >= options.patience
+
+
+def _optimize(objective: Objective, options: VIOptions, run: VIRun, method: str) -> None:
+    """The steps; L-BFGS evaluates at the current point first, and that value is recorded."""
+    opt = make_optimizer(options, objective.leaves())
+
+    def closure():
+        opt.zero_grad()
+        loss = objective.loss()
+        loss.backward()
+        return loss
+
+    n = objective.data.shape[0]
+    with pyro.validation_enabled(True):  # check the program once, at the initial point
+        objective.elbo.loss(objective.pyro_model, objective.guide, objective.data)
+    start = time.perf_counter()
+    for step in range(options.steps + 1):
+        values = objective.snapshot()
+        with pyro.validation_enabled(False):  # line searches may try points off the support
+            if options.optimizer == "adam" or step == options.steps:
+                loss = closure()
+            else:
+                loss = opt.step(closure)
+        if not _finite(loss, values):  # the likelihood is unbounded: stop, keep the last
+            run.stopped = step
+            return
+        _record(run, objective, loss, values, options, start, method)
+        if step == options.steps:
+            return
+        if _small_change(run, options, n):
+            run.converged = True
+            if options.optimizer == "lbfgs":  # the point after the last step
+                values = objective.snapshot()
+                loss = closure()
+                if _finite(loss, values):
+                    _record(run, objective, loss, values, options, start, method)
+            return
+        if options.optimizer == "adam":
+            opt.step()
+
+
+def fit_vi(model, data, init, *, optimizer: str = "lbfgs", lr: float | None = None,
+           steps: int = 500, tol: float | None = 1e-10, patience: int | None = None,
+           callback: Callable[[Progress], None] | None = None,
+           record_params: bool = True) -> Fit:
     """Fit ``model`` to ``data`` by maximising TraceEnum_ELBO from ``init``.
 
     Args:
         model: a model (see :mod:`models.base`).
         data: ``(n, ...)`` observations.
         init: initial parameters; a restart batch ``(R, ...)`` becomes a restart
-            plate, so one program fits every restart at once.
-        optimizer: ``adam`` or ``lbfgs`` (strong-Wolfe line search).
-        lr: learning rate (default 0.05 for Adam, 1.0 for L-BFGS).
+            plate, so one program fits every restart at once (a program written for
+            one parameter set fits them one after another).
+        optimizer: ``lbfgs`` (strong-Wolfe line search; the default) or ``adam``.
+        lr: learning rate (default 1.0 for L-BFGS, 0.05 for Adam).
         steps: most optimiser steps.
-        tol: stop when the relative change of the objective stays at most ``tol``
-            for ``patience`` consecutive steps (``None``: run all steps).
+        tol: stop when the objective per observation changes by at most ``tol``
+            (unit-free, as EM) for ``patience`` consecutive steps (``None``: run all).
         patience: consecutive small changes required (default 1 for L-BFGS, 10 for Adam).
         callback: called with a :class:`Progress` after every step.
         record_params: keep the parameters of every step in ``param_trace``.
@@ -70,134 +239,73 @@ def fit_vi(model, data, init, *, optimizer: str = "adam", lr: float | None = Non
     data = model.check_data(data)
     check_k(model.k, data.shape[0])
     params = model.check_params(init, "init")
-    if optimizer not in OPTIMIZERS:
-        raise InputError(f"optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}")
-    lr = DEFAULT_LR[optimizer] if lr is None else lr
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise InputError(f"lr: expected a positive number, got {lr!r}")
-    steps = check_int(steps, "steps", low=0)
-    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float))
-                            or not tol >= 0):
-        raise InputError(f"tol: expected a number >= 0 or None, got {tol!r}")
-    patience = check_int(patience if patience is not None else (1 if optimizer == "lbfgs" else 10),
-                         "patience", low=1)
+    options = VIOptions.check(optimizer, lr, steps, tol, patience, callback, record_params)
     batch = params.batch_shape(model.specs)
-    if batch and model.plate_nesting(params) < 2:
-        raise InputError("init: this model's program takes one parameter set; fit_vi needs "
-                         "a single start (restarts = 1)")
-    fixed = Params({k: v for k, v in params.items() if model.specs[k].fixed})
-    free = {k: interior(v, model.specs[k].constraint).clone() for k, v in params.items()
-            if not model.specs[k].fixed}
-    if not free:
-        raise InputError("init: the model has no free parameters to fit")
-    method = f"vi-{optimizer}"
-    pyro_model, guide = pyro_objective(model, fixed, free)
-    elbo = TraceEnum_ELBO(max_plate_nesting=model.plate_nesting(params))
-    prepared = model.prepare(data, model.shift(data)) if batch else None
-
-    with pyro.get_param_store().scope():
-        for name, value in free.items():
-            pyro.param(name, value, constraint=model.specs[name].constraint)
-        leaves = [p for _, p in pyro.get_param_store().named_parameters()]
-
-        if optimizer == "adam":
-            opt = torch.optim.Adam(leaves, lr=lr)
-        else:
-            opt = torch.optim.LBFGS(leaves, lr=lr, max_iter=1, max_eval=25, history_size=20,
-                                    tolerance_grad=1e-14, tolerance_change=1e-15,
-                                    line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            loss = elbo.differentiable_loss(pyro_model, guide, data)
-            loss.backward()
-            return loss
-
-        def snapshot() -> Params:
-            with torch.no_grad():
-                values = {k: pyro.param(k).detach().clone() for k in free}
-                return Params({k: values[k] if k in values else fixed[k] for k in model.specs})
-
-        objectives, seconds, trace, small = [], [], [], 0
-        start = time.perf_counter()
-
-        def record(loss, values: Params):
-            if batch:  # per-restart objective, from the (exactly equal) hand E-step
-                with torch.no_grad():
-                    objectives.append(model.expect(prepared, values).log_likelihood)
-            else:
-                objectives.append(-loss.detach())
-            seconds.append(time.perf_counter() - start)
-            if record_params:
-                trace.append(values)
-            if callback is not None:
-                it = len(objectives) - 1
-                callback(Progress(method, it, steps, float(objectives[-1].max()), seconds[-1]))
-
-        def converged() -> bool:
-            nonlocal small
-            if tol is None or len(objectives) < 2:
-                return False
-            new, old = objectives[-1].sum(), objectives[-2].sum()
-            small = small + 1 if abs(float(new - old)) <= tol * abs(float(old)) else 0
-            return small >= patience
-
-        def finite(loss, values) -> bool:
-            return bool(torch.isfinite(loss)) and all(bool(torch.isfinite(v).all())
-                                                      for v in values.values())
-
-        final, stopped = None, None
-        with pyro.validation_enabled(False), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Encountered NaN")  # handled below, with a note
-            for step in range(steps + 1):
-                values = snapshot()
-                if optimizer == "adam" or step == steps:
-                    loss = closure()
-                else:  # L-BFGS evaluates at the current point first: that value is recorded
-                    loss = opt.step(closure)
-                if not finite(loss, values):  # the likelihood is unbounded: stop, keep the last
-                    stopped = step
-                    break
-                record(loss, values)
-                final = values
-                if step == steps or converged():
-                    if optimizer == "lbfgs" and step < steps:  # the point after the last step
-                        values = snapshot()
-                        loss = closure()
-                        if finite(loss, values):
-                            record(loss, values)
-                            final = values
-                    break
-                if optimizer == "adam":
-                    opt.step()
-    if final is None:
+    if len(batch) > 1:
+        raise InputError(f"init: expected at most one restart dimension, got batch {batch}")
+    if batch and model.plate_nesting(params) < 2:  # the program takes one parameter set
+        fits = [fit_vi(model, data, params.select(b, model.specs), optimizer=optimizer, lr=lr,
+                       steps=steps, tol=tol, patience=patience, callback=callback,
+                       record_params=record_params) for b in range(batch[0])]
+        return one_of(fits)
+    method = f"vi-{options.optimizer}"
+    run = VIRun()
+    with pyro.get_param_store().scope(), warnings_as_notes(notes):
+        objective = Objective(model, data, params)
+        _optimize(objective, options, run, method)
+    if run.final is None:
         raise InputError("init: TraceEnum_ELBO's objective is not finite at the initial "
                          "parameters")
-    if stopped is not None:
-        notes.append(f"stopped at step {stopped}: the objective became non-finite (the "
+    if run.stopped is not None:
+        notes.append(f"stopped at step {run.stopped}: the objective became non-finite (the "
                      "likelihood is unbounded, e.g. a component collapsing onto a point); "
                      "the last finite parameters are reported")
+    elif options.tol is not None and not run.converged:
+        notes.append(f"not converged: {options.steps} steps taken before the objective per "
+                     f"observation changed by at most tol={options.tol:g}; raise steps")
+    return _result(model, data, run, batch, method, notes)
 
-    done = tol is not None and small >= patience and stopped is None
-    table = torch.stack(objectives)  # (T, *batch)
-    resp, log_lik = model.e_step(data, final)
-    best = int(log_lik.argmax()) if batch else 0
-    notes += model.diagnose(data, final.select(best, model.specs))
+
+def _result(model, data, run: VIRun, batch, method: str, notes: list) -> Fit:
+    from .em import best_restart
+
+    table = torch.stack(run.objectives)  # (T, *batch)
+    final = table[-1].reshape(-1)
+    best = best_restart(final)
     pick = (lambda t: t[:, best]) if batch else (lambda t: t)
+    params = run.final.select(best, model.specs)
+    notes += model.diagnose(data, params)
     return Fit(
         model=model,
         method=method,
-        params=final.select(best, model.specs),
-        log_likelihood=float(log_lik[best] if batch else log_lik),
+        params=params,
+        log_likelihood=float(final[best]),
         objective=pick(table),
         log_likelihood_trace=pick(table),
-        seconds=torch.tensor(seconds, dtype=torch.float64),
-        iterations=len(objectives) - 1,
-        converged=done,
-        responsibilities=resp[best] if batch else resp,
-        param_trace=[p.select(best, model.specs) for p in trace] if record_params else None,
-        restart_log_likelihoods=log_lik.reshape(-1).detach(),
+        seconds=torch.tensor(run.seconds, dtype=torch.float64),
+        iterations=len(run.objectives) - 1,
+        converged=run.converged and run.stopped is None,
+        data=data,
+        param_trace=[p.select(best, model.specs) for p in run.trace] if run.trace else None,
+        restart_log_likelihoods=final.detach().clone(),
+        restart_objectives=final.detach().clone(),
+        restart_converged=[run.converged and run.stopped is None] * final.numel(),
         best_restart=best,
         m_step="none",
         notes=notes,
     )
+
+
+def one_of(fits: list[Fit]) -> Fit:
+    """The best of separately fitted restarts, with every restart's numbers kept."""
+    from .em import best_restart
+
+    finals = torch.tensor([f.log_likelihood for f in fits], dtype=torch.float64)
+    best = best_restart(finals)
+    chosen = fits[best]
+    chosen.restart_log_likelihoods = finals
+    chosen.restart_objectives = finals.clone()
+    chosen.restart_converged = [f.converged for f in fits]
+    chosen.best_restart = best
+    return chosen
+

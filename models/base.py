@@ -10,7 +10,8 @@ The EM pieces come in four calls that the loop in ``inference.em`` drives:
 - ``prepare(data, shift)``: per-observation quantities computed once (cacheable);
 - ``expect(prepared, params, hard)``: the E-step on one chunk -> :class:`EStep`,
   whose ``stats`` add across chunks;
-- ``maximize(stats, params, shift)``: the M-step from summed statistics.
+- ``maximize(stats, params, shift)``: the constrained M-step from summed statistics (fixed
+  parameters keep their values; the free ones maximise given them).
 """
 
 from __future__ import annotations
@@ -268,12 +269,24 @@ class LatentModel:
         return self.e_step(data, params)[1]
 
     def m_step(self, data, responsibilities, params=None) -> Params:
-        """Weighted maximum likelihood given ``responsibilities: (*batch, n, k)``."""
+        """Weighted maximum likelihood given ``responsibilities: (*batch, n, k)``.
+
+        ``params`` supplies fixed values (default: the model's); statistics formed
+        around current values (the Gaussian's means) use :meth:`centers` of the
+        responsibilities where ``params`` has none, which makes this a two-pass M-step.
+        """
         data = self.check_data(data)
-        params = self.fixed if params is None else self.check_params(params)
+        params = Params(self.fixed if params is None else self.check_params(params))
         shift = self.shift(data)
         prepared = self.prepare(data, shift)
-        return self.maximize(self.summarize(prepared, responsibilities), params, shift)
+        for name, value in self.centers(prepared, responsibilities).items():
+            params.setdefault(name, value)
+        return self.maximize(self.summarize(prepared, responsibilities, params), params, shift)
+
+    def centers(self, prepared, responsibilities) -> Params:
+        """Reference values for statistics when an M-step starts from responsibilities
+        alone (default: none needed)."""
+        return Params()
 
     def initialize(self, data, method: str = "kmeans++", seed: int = 0, restarts: int = 1):
         """Initial parameters shared by both paths; see :func:`inference.init.initialize`."""

@@ -26,10 +26,13 @@ class GaussianMixture(Mixture):
         dim: dimension of the observations.
         covariance: ``full`` (default, as scikit-learn), ``diag``, ``spherical`` or ``tied``.
         reg_covar: added to the covariance diagonal in the M-step.
+        fixed: parameters held at given values, e.g. ``{"locs": [[0.0], [5.0]]}``: both
+            paths fit the others given them (EM's M-step is the constrained maximiser).
     """
 
     name = "gaussian_mixture"
 
-    def __init__(self, k: int = 2, dim: int = 1, covariance: str = "full", reg_covar: float = 1e-6):
-        super().__init__(Gaussian(dim, covariance, reg_covar), k)
+    def __init__(self, k: int = 2, dim: int = 1, covariance: str = "full", reg_covar: float = 1e-6,
+                 fixed: dict | None = None):
+        super().__init__(Gaussian(dim, covariance, reg_covar), k, fixed=fixed)
         self.dim, self.covariance = self.family.dim, covariance

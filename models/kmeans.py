@@ -39,6 +39,7 @@ class KMeans(Mixture):
         k = check_int(k, "k", low=1)
         check_int(dim, "dim", low=1)
         scale = check_positive(scale, "scale")
-        fixed = {"weights": torch.full((k,), 1.0 / k), "scales": torch.full((k,), scale)}
+        fixed = {"weights": torch.full((k,), 1.0 / k, dtype=torch.float64),
+                 "scales": torch.full((k,), scale, dtype=torch.float64)}
         super().__init__(Gaussian(dim, "spherical"), k, fixed=fixed)
         self.scale = scale

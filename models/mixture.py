@@ -11,7 +11,6 @@ family's closed form on ``counts`` and ``sums = resp.T @ T(x)``.
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import NamedTuple
 
 import pyro
 import pyro.distributions as dist
@@ -19,27 +18,11 @@ import torch
 from torch.distributions import constraints
 
 from .base import ASSIGNMENT, OBSERVATION, EStep, LatentModel, posterior
-from .families.base import Family
+from .families.base import Family, Prepared
 from .params import Params, ParamSpec
-from .validation import InputTypeError
+from .validation import InputError, InputTypeError
 
 EPS = torch.finfo(torch.float64).eps
-
-
-class Prepared(NamedTuple):
-    """A chunk of data reduced to what the E-step needs.
-
-    Attributes:
-        statistics: ``(m, n)`` sufficient statistics ``T(x)``, one column per point
-            (components-by-points is the layout in which the E-step's reductions
-            over components run as fast elementwise passes).
-        log_base: ``(n,)`` log base measure, or ``None`` where it is zero.
-        shift: the reference point the statistics were formed around (or None).
-    """
-
-    statistics: torch.Tensor
-    log_base: torch.Tensor | None
-    shift: torch.Tensor | None
 
 
 class Mixture(LatentModel):
@@ -56,6 +39,10 @@ class Mixture(LatentModel):
     def __init__(self, family: Family, k: int, fixed: dict | None = None):
         if not isinstance(family, Family):
             raise InputTypeError(f"family: expected a Family, got {type(family).__name__}")
+        missing = family.missing_methods()
+        if missing:
+            raise InputError(f"family: {type(family).__name__} does not define "
+                             f"{', '.join(missing)}")
         self.family = family
         specs = {"weights": ParamSpec((k,), constraints.simplex, doc="mixing weights")}
         specs.update(family.specs(k))
@@ -104,7 +91,7 @@ class Mixture(LatentModel):
     def diagnose(self, data, params):
         notes = [f"component {j} is empty (weight {float(w):.2g}, under half a point)"
                  for j, w in enumerate(params["weights"].reshape(-1)) if w * len(data) < 0.5]
-        return notes + self.family.diagnose(data, params)
+        return notes + self.family.diagnose(data, params, frozenset(self.fixed))
 
     def random_params(self, data, generator):
         w = 1 + torch.rand(self.k, generator=generator, dtype=data.dtype)  # away from zero
@@ -116,22 +103,12 @@ class Mixture(LatentModel):
         return self.family.shift(data)
 
     def prepare(self, data, shift) -> Prepared:
-        log_base = self.family.log_base(data)
-        return Prepared(self.family.statistics(data, shift), log_base, shift)
+        return self.family.prepare(data, shift)
 
     def _joint(self, prepared: Prepared, params) -> torch.Tensor:
         """``log p(x_n, z_n = j)`` in the E-step's layout: ``(*batch, k, n)``."""
-        eta, log_norm = self.family.natural(params, prepared.shift)
-        offset = (params["weights"].log() - log_norm).unsqueeze(-1)  # (*B, k, 1)
-        stats = prepared.statistics
-        if eta.dim() == 2:
-            joint = torch.addmm(offset, eta, stats)
-        else:  # all restarts in one matrix product
-            joint = (eta.reshape(-1, eta.shape[-1]) @ stats).reshape(*eta.shape[:-1], -1)
-            joint += offset
-        if prepared.log_base is not None:
-            joint += prepared.log_base
-        return joint
+        joint = self.family.log_densities(prepared, params)
+        return joint.add_(params["weights"].log().unsqueeze(-1))
 
     def joint(self, prepared: Prepared, params) -> torch.Tensor:
         """``log p(x_n, z_n = j)``: ``(*batch, n, k)``."""
@@ -141,27 +118,35 @@ class Mixture(LatentModel):
         """E-step on one chunk; ``marginal=False`` skips the marginal log-likelihood
         (hard EM does not need it: its objective is the classification likelihood)."""
         resp, log_lik, objective, top = posterior(self._joint(prepared, params), hard, marginal)
-        return EStep(self._stats(prepared, resp), log_lik, objective, resp.mT, top)
+        return EStep(self._stats(prepared, resp, params), log_lik, objective, resp.mT, top)
 
-    @staticmethod
-    def _stats(prepared: Prepared, resp: torch.Tensor) -> dict:
-        """``counts (*B, k)`` and ``sums (*B, k, m)`` from ``resp: (*B, k, n)``; one matrix
-        product ``T @ resp.T`` (the faster operand order for BLAS) for every restart."""
-        flat = resp.reshape(-1, resp.shape[-1])
-        sums = (prepared.statistics @ flat.T).T.reshape(*resp.shape[:-1], -1)
-        return {"counts": resp.sum(-1), "sums": sums}
+    def _stats(self, prepared: Prepared, resp: torch.Tensor, params) -> dict:
+        """``counts (*B, k)`` and the family's statistics from ``resp: (*B, k, n)``."""
+        return {"counts": resp.sum(-1), **self.family.accumulate(prepared, resp, params)}
 
-    def summarize(self, prepared, responsibilities) -> dict:
-        """Additive statistics from ``responsibilities: (*B, n, k)``:
-        ``counts (*B, k)`` and ``sums (*B, k, m)``."""
-        return self._stats(prepared, responsibilities.mT)
+    def summarize(self, prepared, responsibilities, params) -> dict:
+        """Additive statistics from ``responsibilities: (*B, n, k)`` at ``params``
+        (statistics may be formed around the current parameters)."""
+        return self._stats(prepared, responsibilities.mT, params)
 
-    def maximize(self, stats, params, shift) -> Params:
+    def centers(self, prepared, responsibilities) -> Params:
+        """Reference values for an M-step straight from ``responsibilities: (*B, n, k)``."""
+        return Params(self.family.centers(prepared, responsibilities.mT))
+
+    def maximize(self, stats, params, shift=None) -> Params:
+        """The constrained M-step: fixed parameters keep their values and the free ones
+        maximise the expected complete-data log-likelihood given them. The family sees the
+        fit's ``shift`` as ``stats["reference"]`` (not a statistic: never summed)."""
+        fixed = frozenset(self.fixed)
         counts = stats["counts"] + 10 * EPS  # as scikit-learn: no division by zero
-        new = Params(weights=counts / counts.sum(-1, keepdim=True))
-        new.update(self.family.maximize(counts, stats["sums"], shift, params))
-        for name in self.fixed:
-            new[name] = params[name] if name in params else self.fixed[name]
+        new = Params()
+        if "weights" not in fixed:
+            new["weights"] = counts / counts.sum(-1, keepdim=True)
+        family_stats = {**stats, "counts": counts, "reference": shift}
+        new.update(self.family.maximize(family_stats, params, fixed))
+        for name in self.specs:
+            if name in fixed or name not in new:
+                new[name] = params[name] if name in params else self.fixed[name]
         return new
 
     def empty_components(self, stats) -> torch.Tensor:
@@ -170,7 +155,8 @@ class Mixture(LatentModel):
 
     def move_points(self, stats, restart, targets, indices, data, params, shift) -> None:
         """Hard EM: move points ``data[indices]`` to components ``targets`` in ``stats``
-        (in place, for restart ``restart`` or unbatched ``None``).
+        (in place, for restart ``restart`` or unbatched ``None``; ``params`` are that
+        restart's).
 
         Statistics are linear in the responsibilities, so the move adds
         ``summarize(rows, new - old)``.
@@ -178,6 +164,6 @@ class Mixture(LatentModel):
         prepared = self.prepare(data[indices], shift)
         old = self.expect(prepared, params, True, False).responsibilities
         new = torch.nn.functional.one_hot(targets, self.k).to(old.dtype)
-        delta = self.summarize(prepared, new - old)
+        delta = self.summarize(prepared, new - old, params)
         for key, value in delta.items():
             (stats[key] if restart is None else stats[key][restart]).add_(value)

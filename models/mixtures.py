@@ -1,7 +1,8 @@
 """Mixtures of the shipped families, registered so configs can name them.
 
 Each is ``Mixture(family, k)`` and nothing more: the Pyro program, the E-step and
-the M-step come from :class:`models.mixture.Mixture` and the family.
+the M-step come from :class:`models.mixture.Mixture` and the family. Every one
+takes ``fixed``: parameters held at given values while the others are fitted.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ class BernoulliMixture(Mixture):
 
     name = "bernoulli_mixture"
 
-    def __init__(self, k: int = 2, dim: int = 2):
-        super().__init__(Bernoulli(dim), k)
+    def __init__(self, k: int = 2, dim: int = 2, fixed: dict | None = None):
+        super().__init__(Bernoulli(dim), k, fixed=fixed)
 
 
 @register
@@ -27,8 +28,8 @@ class CategoricalMixture(Mixture):
 
     name = "categorical_mixture"
 
-    def __init__(self, k: int = 2, categories: int = 3, dim: int = 4):
-        super().__init__(Categorical(categories, dim), k)
+    def __init__(self, k: int = 2, categories: int = 3, dim: int = 4, fixed: dict | None = None):
+        super().__init__(Categorical(categories, dim), k, fixed=fixed)
 
 
 @register
@@ -37,8 +38,8 @@ class PoissonMixture(Mixture):
 
     name = "poisson_mixture"
 
-    def __init__(self, k: int = 2):
-        super().__init__(Poisson(), k)
+    def __init__(self, k: int = 2, fixed: dict | None = None):
+        super().__init__(Poisson(), k, fixed=fixed)
 
 
 @register
@@ -47,8 +48,8 @@ class ExponentialMixture(Mixture):
 
     name = "exponential_mixture"
 
-    def __init__(self, k: int = 2):
-        super().__init__(Exponential(), k)
+    def __init__(self, k: int = 2, fixed: dict | None = None):
+        super().__init__(Exponential(), k, fixed=fixed)
 
 
 @register
@@ -57,5 +58,7 @@ class RegressionMixture(Mixture):
 
     name = "regression_mixture"
 
-    def __init__(self, k: int = 2, features: int = 1, intercept: bool = True):
-        super().__init__(LinearRegression(features, intercept), k)
+    def __init__(self, k: int = 2, features: int = 1, intercept: bool = True,
+                 reg_covar: float = 1e-6, fixed: dict | None = None):
+        super().__init__(LinearRegression(features, intercept, reg_covar=reg_covar), k,
+                         fixed=fixed)

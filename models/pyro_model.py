@@ -16,6 +16,8 @@ The program takes one parameter set; restarts are looped over here.
 
 from __future__ import annotations
 
+import math
+
 import pyro.poutine as poutine
 import torch
 from pyro.infer import config_enumerate
@@ -86,7 +88,7 @@ class PyroModel(LatentModel):
                                                       marginal)
         return EStep({"data": prepared, "resp": resp}, log_lik, objective, resp.mT, top)
 
-    def summarize(self, prepared, responsibilities) -> dict:
+    def summarize(self, prepared, responsibilities, params=None) -> dict:
         """The "statistics" of a generic model are the data and responsibilities themselves
         (nothing smaller is known), so its EM runs on all the data at once."""
         return {"data": prepared, "resp": responsibilities.mT}
@@ -117,7 +119,7 @@ class PyroModel(LatentModel):
             lambda shape: torch.randn(shape, generator=generator, dtype=torch.float64))
         return Params({k: v for k, v in values.items() if not self.specs[k].fixed})
 
-    def maximize(self, stats, params, shift) -> Params:
+    def maximize(self, stats, params, shift=None) -> Params:
         data, resp = stats["data"], stats["resp"]
         batch = resp.shape[:-2]
         if batch:
@@ -152,7 +154,41 @@ class PyroModel(LatentModel):
             loss.backward()
             return loss
 
+        initial = {name: value.detach().clone() for name, value in free.items()}
         with torch.enable_grad():
             optimizer.step(closure)
         with torch.no_grad():
+            return self._inside_support(free, initial, values,
+                                        lambda v: float((resp * self._enumerated(data, v)).sum()))
+
+    def _inside_support(self, free: dict, initial: dict, values, expected) -> Params:
+        """The optimiser's point, or the last point on the way back to the start that lies
+        inside every constraint's support with an expected log-likelihood no lower than
+        the start's (an unbounded likelihood, e.g. a Gamma on identical points, sends the
+        optimiser off to infinity).
+
+        Args:
+            free: the unconstrained leaves (moved in place); ``initial``: their start.
+            values: maps the current leaves to constrained parameters.
+            expected: the expected complete-data log-likelihood of parameters.
+        """
+        final = {name: value.detach().clone() for name, value in free.items()}
+
+        def at(t: float) -> Params:
+            for name in free:
+                free[name].copy_(initial[name] + t * (final[name] - initial[name]))
             return values().map(lambda v: v.detach().clone())
+
+        def inside(candidate: Params) -> bool:
+            return all(bool(torch.isfinite(v).all()) and bool(
+                self.specs[k].constraint.check(v).all()) for k, v in candidate.items())
+
+        start = at(0.0)
+        baseline = expected(start)
+        for t in (0.5**i for i in range(60)):
+            candidate = at(t)
+            if inside(candidate):
+                value = expected(candidate)
+                if math.isfinite(value) and value >= baseline:
+                    return candidate
+        return start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -30,6 +31,10 @@ def as_tensor(value, name: str) -> torch.Tensor:
     """
     if isinstance(value, torch.Tensor):
         tensor = value.detach()
+    elif isinstance(value, np.ma.MaskedArray):  # masked entries are missing, never dropped
+        if value.dtype.kind not in "biuf":
+            raise InputTypeError(f"{name}: expected numbers, got array of dtype {value.dtype}")
+        tensor = torch.as_tensor(value.astype(np.float64).filled(np.nan))
     else:
         if isinstance(value, (str, bytes)):
             raise InputTypeError(f"{name}: expected numbers, got a string {value!r:.40}")
@@ -99,6 +104,36 @@ def check_int(value, name: str, low: int | None = None, high: int | None = None)
         raise InputError(f"{name}: expected an integer >= {low}, got {value}")
     if high is not None and value > high:
         raise InputError(f"{name}: expected an integer <= {high}, got {value}")
+    return value
+
+
+def check_real(value, name: str, low: float | None = None, high: float | None = None,
+               open_low: bool = False) -> float:
+    """A finite real number (Python or NumPy, any precision; not a bool) in range."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise InputTypeError(f"{name}: expected a number, got {value!r:.60}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise InputError(f"{name}: expected a finite number, got {value}")
+    if low is not None and (value < low or (open_low and value <= low)):
+        raise InputError(f"{name}: expected a number {'>' if open_low else '>='} {low:g}, "
+                         f"got {value:g}")
+    if high is not None and value > high:
+        raise InputError(f"{name}: expected a number <= {high:g}, got {value:g}")
+    return value
+
+
+def check_bool(value, name: str) -> bool:
+    """``True`` or ``False`` (a string such as ``"false"`` is refused, not read as truthy)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputTypeError(f"{name}: expected True or False, got {value!r:.60}")
+    return bool(value)
+
+
+def check_callable(value, name: str):
+    """A function (or other callable)."""
+    if not callable(value):
+        raise InputTypeError(f"{name}: expected a function, got {value!r:.60}")
     return value
 
 

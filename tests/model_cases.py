@@ -76,6 +76,36 @@ CASES = {
         RegressionMixture(k=2, features=2, intercept=False),
         {"weights": [0.4, 0.6], "coefs": [[1.0, 2.0], [-2.0, 0.5]], "scales": [0.3, 0.6]},
     ),
+    # fixed subsets: the M-step must be the constrained maximiser (covariances around the
+    # fixed means, residual scales of the fixed lines, ...)
+    "gmm_full_fixed_locs": lambda: (
+        GaussianMixture(k=3, dim=2, covariance="full",
+                        fixed={"locs": [[-6.0, 0.0], [6.0, 1.0], [0.5, 7.5]]}),
+        {"weights": [0.3, 0.3, 0.4],
+         "covariances": [[[2.0, 0.8], [0.8, 1.0]], [[1.0, -0.5], [-0.5, 2.0]],
+                         [[1.5, 0.0], [0.0, 0.5]]]},
+    ),
+    "gmm_diag_fixed_locs": lambda: (
+        GaussianMixture(k=2, dim=2, covariance="diag", fixed={"locs": [[-4.0, 0.5], [3.5, 1.0]]}),
+        {"weights": [0.5, 0.5], "scales": [[1.0, 2.0], [0.7, 1.0]]},
+    ),
+    "gmm_diag_fixed_scales": lambda: (
+        GaussianMixture(k=2, dim=2, covariance="diag",
+                        fixed={"scales": [[1.0, 2.0], [0.7, 1.0]]}),
+        {"weights": [0.5, 0.5], "locs": [[-4.0, 0.0], [4.0, 1.0]]},
+    ),
+    "gmm_tied_fixed_weights": lambda: (
+        GaussianMixture(k=3, dim=2, covariance="tied", fixed={"weights": [0.2, 0.3, 0.5]}),
+        {"locs": [[-6.0, 0.0], [6.0, 1.0], [0.0, 8.0]], "covariances": [[2.0, 0.5], [0.5, 1.0]]},
+    ),
+    "regression_fixed_coefs": lambda: (
+        RegressionMixture(k=2, features=1, fixed={"coefs": [[1.0, 2.0], [-2.0, -1.0]]}),
+        {"weights": [0.5, 0.5], "scales": [0.5, 0.8]},
+    ),
+    "regression_fixed_scales": lambda: (
+        RegressionMixture(k=2, features=1, fixed={"scales": [0.5, 0.8]}),
+        {"weights": [0.5, 0.5], "coefs": [[1.0, 2.0], [-2.0, -1.0]]},
+    ),
 }
 
 #: which case stands for each registered model name

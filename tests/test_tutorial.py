@@ -21,7 +21,7 @@ def blocks():
     return out
 
 
-def test_tutorial_has_what_the_issue_asks():
+def test_tutorial_has_both_models_and_their_commands():
     found = blocks()
     files = {name for _, name, _ in found if name}
     assert {"my_models.py", "counts.toml", "gamma_models.py", "waits.toml"} <= files

@@ -8,16 +8,40 @@ so that a mixture's E-step is one matrix product ``T @ eta.T`` and its M-step
 needs only the additive sufficient statistics ``counts_j = sum_n r_nj`` and
 ``sums_j = sum_n r_nj T(x_n)``, which add across chunks and processes. The same
 family gives the Pyro distribution used by the model's generative program.
+
+Those defaults live in :meth:`Family.prepare`, :meth:`Family.log_densities` and
+:meth:`Family.accumulate`; a family that needs more (the Gaussian's statistics
+around each component's own mean, for precision far from the data's mean)
+overrides them. Every family writes :meth:`Family.maximize`: the *constrained*
+maximiser, in which the parameters named in ``fixed`` keep their values and the
+free ones maximise the expected complete-data log-likelihood given them.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import NamedTuple
 
 import torch
 from pyro.ops.indexing import Vindex
 
 from ..params import Params, ParamSpec
+
+
+class Prepared(NamedTuple):
+    """A chunk of data reduced to what a family's E-step needs.
+
+    Attributes:
+        statistics: ``(m, n)`` sufficient statistics ``T(x)``, one column per point
+            (components-by-points is the layout in which the E-step's reductions
+            over components run as fast elementwise passes).
+        log_base: ``(n,)`` log base measure, or ``None`` where it is zero.
+        shift: the reference the statistics were formed around (see :meth:`Family.shift`).
+    """
+
+    statistics: torch.Tensor
+    log_base: torch.Tensor | None
+    shift: object
 
 
 def pick(param: torch.Tensor, z: torch.Tensor, event_dim: int = 0) -> torch.Tensor:
@@ -75,35 +99,80 @@ class Family(ABC):
     def check_data(self, data, name: str = "data") -> torch.Tensor:
         """Validate and convert data to ``(n, *event_shape)`` float64."""
 
-    def shift(self, data: torch.Tensor) -> torch.Tensor | None:
-        """A reference point subtracted before forming statistics (numerical stability)."""
+    def shift(self, data: torch.Tensor):
+        """A reference computed once from all the data (e.g. its mean), the same for every
+        chunk, around which statistics are formed; ``None`` when not needed."""
         return None
 
-    @abstractmethod
-    def statistics(self, data: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
+    def statistics(self, data: torch.Tensor, shift) -> torch.Tensor:
         """Sufficient statistics ``T(x)``, one column per point: ``(m, n)``."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither statistics() nor "
+                                  "prepare()")
 
     def log_base(self, data: torch.Tensor) -> torch.Tensor | None:
         """Log base measure ``log h(x)``: ``(n,)``, or ``None`` where it is zero."""
         return None
 
-    @abstractmethod
-    def natural(self, params: Params, shift: torch.Tensor | None):
+    def natural(self, params: Params, shift):
         """Natural parameters and log normalisers.
 
         Returns:
             ``eta: (*batch, k, m)`` and ``log_normalizer: (*batch, k)``.
         """
+        raise NotImplementedError(f"{type(self).__name__} defines neither natural() nor "
+                                  "log_densities()")
+
+    # -- the E-step pieces a mixture (or an HMM) calls; exponential-family defaults -------
+    def prepare(self, data: torch.Tensor, shift) -> Prepared:
+        """What the E-step needs of a chunk ``data: (n, *event_shape)``, computed once."""
+        return Prepared(self.statistics(data, shift), self.log_base(data), shift)
+
+    def log_densities(self, prepared: Prepared, params: Params) -> torch.Tensor:
+        """``log p(x_n | theta_j)``: ``(*batch, k, n)`` (components by points)."""
+        eta, log_norm = self.natural(params, prepared.shift)
+        stats = prepared.statistics
+        if eta.dim() == 2:
+            joint = torch.addmm(-log_norm.unsqueeze(-1), eta, stats)
+        else:  # all restarts in one matrix product
+            joint = (eta.reshape(-1, eta.shape[-1]) @ stats).reshape(*eta.shape[:-1], -1)
+            joint -= log_norm.unsqueeze(-1)
+        if prepared.log_base is not None:
+            joint += prepared.log_base
+        return joint
+
+    def accumulate(self, prepared: Prepared, resp: torch.Tensor, params: Params) -> dict:
+        """Additive statistics of a chunk, weighted by ``resp: (*batch, k, n)``.
+
+        Returns:
+            ``{"sums": (*batch, k, m)}``, the weighted sums of ``T(x)``: one matrix
+            product ``T @ resp.T`` (the faster operand order for BLAS) for every restart.
+            The caller adds ``counts``.
+        """
+        flat = resp.reshape(-1, resp.shape[-1])
+        sums = (prepared.statistics @ flat.T).T.reshape(*resp.shape[:-1], -1)
+        return {"sums": sums}
+
+    def centers(self, prepared: Prepared, resp: torch.Tensor) -> dict:
+        """Provisional values that :meth:`accumulate` forms its statistics around when the
+        caller has no current parameters (an M-step straight from responsibilities).
+        Default: none needed."""
+        return {}
 
     @abstractmethod
-    def maximize(self, counts, sums, shift, params: Params) -> dict[str, torch.Tensor]:
-        """Closed-form weighted maximum likelihood from additive statistics.
+    def maximize(self, stats: dict, params: Params, fixed=frozenset()) -> dict[str, torch.Tensor]:
+        """The constrained closed-form weighted maximum likelihood.
 
         Args:
-            counts: ``(*batch, k)`` summed responsibilities (already kept off zero).
-            sums: ``(*batch, k, m)`` responsibility-weighted sums of ``T(x)``.
-            shift: the reference point the statistics were formed around.
-            params: current parameters (for shared or fixed values).
+            stats: summed statistics: ``counts: (*batch, k)`` (kept off zero) and what
+                :meth:`accumulate` gave, e.g. ``sums: (*batch, k, m)``.
+            params: current parameters (the values of fixed ones, the reference of
+                centred statistics).
+            fixed: names of the parameters held at ``params``: the free ones maximise
+                the expected complete-data log-likelihood *given* them (e.g. Gaussian
+                covariances around fixed means).
+
+        Returns:
+            New values of the family's parameters (fixed ones may be left out).
         """
 
     @abstractmethod
@@ -137,8 +206,9 @@ class Family(ABC):
         pad = 0.05 * float(x.max() - x.min() + 1e-9)
         return torch.linspace(float(x.min()) - pad, float(x.max()) + pad, 400, dtype=data.dtype)
 
-    def diagnose(self, data: torch.Tensor, params: Params) -> list[str]:
-        """Notes on fitted parameters (e.g. a collapsed component); default none."""
+    def diagnose(self, data: torch.Tensor, params: Params, fixed=frozenset()) -> list[str]:
+        """Notes on fitted parameters (e.g. a collapsed component; ``fixed`` names the
+        parameters the user fixed, which need no notes); default none."""
         return []
 
     def canonical(self, values: dict) -> dict:
@@ -154,3 +224,15 @@ class Family(ABC):
 
     def describe(self) -> str:
         return self.name
+
+    @classmethod
+    def missing_methods(cls) -> list[str]:
+        """What a subclass still has to define: the abstract methods, and either the
+        exponential-family pair ``statistics`` + ``natural`` or the E-step pair
+        ``log_densities`` + ``accumulate``."""
+        missing = sorted(getattr(cls, "__abstractmethods__", ()))
+        own = {name for name in ("statistics", "natural", "log_densities", "accumulate")
+               if getattr(cls, name) is not getattr(Family, name)}
+        if not {"statistics", "natural"} <= own and not {"log_densities", "accumulate"} <= own:
+            missing.append("statistics and natural (or log_densities and accumulate)")
+        return missing

@@ -44,8 +44,8 @@ class Bernoulli(Family):
         logits = torch.logit(params["probs"]).clamp(-LOGIT_LIMIT, LOGIT_LIMIT)
         return logits, torch.nn.functional.softplus(logits).sum(-1)
 
-    def maximize(self, counts, sums, shift, params):
-        return {"probs": (sums / counts.unsqueeze(-1)).clamp(0, 1)}
+    def maximize(self, stats, params, fixed=frozenset()):
+        return {"probs": (stats["sums"] / stats["counts"].unsqueeze(-1)).clamp(0, 1)}
 
     def distribution(self, params, z, inputs=None):
         return dist.Bernoulli(probs=pick(params["probs"], z, 1)).to_event(1)

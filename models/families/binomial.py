@@ -58,8 +58,8 @@ class Binomial(Family):
         logits = torch.logit(params["probs"]).clamp(-LOGIT_LIMIT, LOGIT_LIMIT)
         return logits.unsqueeze(-1), self.tosses * torch.nn.functional.softplus(logits)
 
-    def maximize(self, counts, sums, shift, params):
-        return {"probs": (sums[..., 0] / (counts * self.tosses)).clamp(0, 1)}
+    def maximize(self, stats, params, fixed=frozenset()):
+        return {"probs": (stats["sums"][..., 0] / (stats["counts"] * self.tosses)).clamp(0, 1)}
 
     def distribution(self, params, z, inputs=None):
         return dist.Binomial(self.tosses, probs=pick(params["probs"], z, 0))

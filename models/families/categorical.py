@@ -18,6 +18,7 @@ from ..validation import check_data, check_int, refuse
 from .base import Family, pick
 
 LOG_FLOOR = -745.0  # log of the smallest double: keeps 0 * log(0) from becoming NaN
+EPS = torch.finfo(torch.float64).eps
 
 
 class Categorical(Family):
@@ -53,9 +54,12 @@ class Categorical(Family):
         log_p = params["probs"].log().clamp_min(LOG_FLOOR).flatten(-2)
         return log_p, log_p.new_zeros(log_p.shape[:-1])
 
-    def maximize(self, counts, sums, shift, params):
-        sums = sums.unflatten(-1, (self.dim, self.categories))
-        return {"probs": sums / sums.sum(-1, keepdim=True).clamp_min(1e-300)}
+    def maximize(self, stats, params, fixed=frozenset()):
+        # a pseudo-count of 10 eps spread over the labels (as the mixing weights get): a
+        # component no point belongs to becomes uniform instead of all zeros (off the simplex)
+        sums = stats["sums"].unflatten(-1, (self.dim, self.categories))
+        sums = sums + 10 * EPS / self.categories
+        return {"probs": sums / sums.sum(-1, keepdim=True)}
 
     def distribution(self, params, z, inputs=None):
         return dist.Categorical(probs=pick(params["probs"], z, 2)).to_event(1)

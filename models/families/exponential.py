@@ -10,8 +10,10 @@ import torch
 from torch.distributions import constraints
 
 from ..params import ParamSpec
-from ..validation import check_data, refuse
+from ..validation import InputError, check_data, refuse
 from .base import Family, pick
+
+MAX_VALUE = 1e150
 
 
 class Exponential(Family):
@@ -25,7 +27,13 @@ class Exponential(Family):
 
     def check_data(self, data, name="data"):
         x = check_data(data, name, ())
-        return refuse(x, x < 0, name, "non-negative values")
+        x = refuse(x, x < 0, name, "non-negative values")
+        x = refuse(x, x > MAX_VALUE, name, f"values up to {MAX_VALUE:g} (sums of larger ones "
+                   "overflow float64: rescale them)")
+        if not bool((x > 0).any()):
+            raise InputError(f"{name}: every value is 0: an exponential likelihood grows "
+                             "without bound there (no rate fits); expected some positive values")
+        return x
 
     def statistics(self, data, shift):
         return data.unsqueeze(0)
@@ -34,8 +42,8 @@ class Exponential(Family):
         rates = params["rates"]
         return -rates.unsqueeze(-1), -rates.log()
 
-    def maximize(self, counts, sums, shift, params):
-        return {"rates": counts / sums[..., 0].clamp_min(1e-300)}
+    def maximize(self, stats, params, fixed=frozenset()):
+        return {"rates": stats["counts"] / stats["sums"][..., 0].clamp_min(1e-300)}
 
     def distribution(self, params, z, inputs=None):
         return dist.Exponential(pick(params["rates"], z, 0))

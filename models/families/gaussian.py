@@ -11,9 +11,12 @@ full       ``scale_tril: (k, d, d)``    Cholesky factor of the covariance
 tied       ``scale_tril: (d, d)``       one Cholesky factor for all components
 =========  ===========================  ===================================
 
-Statistics are formed around a shift ``c`` (the data mean) so that the
-natural-parameter form stays accurate for data far from the origin:
-``T(x) = [y, y*y or |y|^2 or vech(y y^T)]`` with ``y = x - c``.
+The E- and M-step run in standardised coordinates (the data mean removed, each
+axis divided by a power of two: exact, and squares stay finite for any finite
+input), in the natural-parameter form where its round-off is negligible and in
+the centred form where it is not; statistics are formed around each
+component's current mean, so the M-step is a two-pass computation. See
+:mod:`models.families.gaussian_numerics`.
 """
 
 from __future__ import annotations
@@ -24,12 +27,39 @@ import pyro.distributions as dist
 import torch
 from torch.distributions import constraints
 
-from ..params import ParamSpec
+from ..params import Params, ParamSpec
 from ..validation import InputError, as_tensor, check_data, check_int
-from .base import Family, pick, shared, upper_triangle
+from .base import Family, Prepared, pick, shared, upper_triangle
+from .gaussian_numerics import (
+    EPS,
+    LOG_2PI,
+    TOLERANCE,
+    Reference,
+    centred_differences,
+    centred_log_densities,
+    centred_statistics,
+    natural_form_error,
+    quadratic_rows,
+    recentre,
+    reference,
+    standardised,
+)
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
-LOG_2PI = math.log(2 * math.pi)
+
+
+class Normal(dist.Normal):
+    """Pyro's Normal with the log density computed from ``(x - loc) / scale``, which stays
+    finite for any finite input (``(x - loc)**2 / scale**2`` overflows near 1e154)."""
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        z = (value - self.loc) / self.scale
+        return -0.5 * z * z - self.scale.log() - 0.5 * LOG_2PI
+
+#: the smallest variance ever used, in standardised units (exact zeros with reg_covar = 0)
+RESOLUTION_FLOOR = 1e-280
 
 
 class Gaussian(Family):
@@ -110,26 +140,35 @@ class Gaussian(Family):
             values["scales"] = var.sqrt()
         return values
 
-    def shift(self, data: torch.Tensor) -> torch.Tensor:
-        return data.mean(0)
+    # -- standardised coordinates ----------------------------------------------------
+    def shift(self, data: torch.Tensor) -> Reference:
+        return reference(data, common=self.covariance == "spherical")
 
-    def statistics(self, data, shift):
-        y = (data - shift).T.contiguous()  # (d, n)
-        d, n = y.shape
-        if self.covariance == "spherical":
-            return torch.cat([y, (y * y).sum(0, keepdim=True)])
-        if self.covariance == "diag":
-            return torch.cat([y, y * y])
-        out = y.new_empty(d + len(self._rows), n)
-        out[:d] = y
-        at = d
-        for i in range(d):  # row i times rows i..d-1: the upper triangle of y y^T
-            torch.mul(y[i : i + 1], y[i:], out=out[at : at + d - i])
-            at += d - i
+    def _to_standard(self, params, ref: Reference) -> Params:
+        """Parameters in standardised units: ``mu / s - c / s`` and scales over ``s``."""
+        out = Params()
+        if "locs" in params:
+            out["locs"] = params["locs"] / ref.scale - ref.offset
+        if self.cov_name in params:
+            value = params[self.cov_name]
+            if self.covariance == "spherical":
+                out["scales"] = value / ref.scale[0]
+            elif self.covariance == "diag":
+                out["scales"] = value / ref.scale
+            else:  # diag(1/s) L: still lower-triangular with a positive diagonal
+                out["scale_tril"] = value / ref.scale.unsqueeze(-1)
         return out
 
+    def _log_scale(self, ref: Reference) -> torch.Tensor:
+        return ref.scale.log().sum()
+
+    def statistics(self, data, shift):
+        y = standardised(data, shift)  # (d, n)
+        return torch.cat([y, quadratic_rows(y, self.covariance, self._rows)])
+
     def natural(self, params, shift):
-        mu = params["locs"] - shift  # (*B, k, d)
+        """Natural parameters of *standardised* parameters (``mu`` measured from 0)."""
+        mu = params["locs"]  # (*B, k, d)
         d = self.dim
         if self.cov_name == "scales":
             var = params["scales"].square()
@@ -154,64 +193,151 @@ class Gaussian(Family):
         return torch.cat([lin.squeeze(-1), second], -1).reshape(*batch, -1), log_norm.reshape(
             batch)
 
-    def maximize(self, counts, sums, shift, params):
-        d = self.dim
-        n = counts.unsqueeze(-1)
-        mean = sums[..., :d] / n  # (*B, k, d)
-        out = {"locs": mean + shift}
-        if self.covariance == "spherical":
-            var = ((sums[..., d] / counts - (mean * mean).sum(-1)) / d).clamp_min(0)
-            out["scales"] = (var + self.reg_covar).sqrt()
-        elif self.covariance == "diag":
-            var = (sums[..., d:] / n - mean * mean).clamp_min(0)
-            out["scales"] = (var + self.reg_covar).sqrt()
+    # -- the E-step: the natural form where it is exact enough, else the centred form ------
+    def _natural_or_none(self, prepared: Prepared, standard: Params):
+        """``(eta, log_norm)`` when the natural form's round-off is within tolerance."""
+        eta, log_norm = self.natural(standard, prepared.shift)
+        error = natural_form_error(eta, log_norm, prepared.shift.extent, self.covariance,
+                                   self._rows, self._cols)
+        return (eta, log_norm) if error <= TOLERANCE else None
+
+    def _differences(self, prepared: Prepared, standard: Params):
+        return centred_differences(prepared.statistics[: self.dim], standard["locs"])
+
+    def log_densities(self, prepared, params):
+        standard = self._to_standard(params, prepared.shift)
+        natural = self._natural_or_none(prepared, standard)
+        if natural is None:
+            joint = centred_log_densities(self._differences(prepared, standard),
+                                          standard[self.cov_name], self.covariance)
         else:
-            second = sums[..., d:][..., self._symmetric].unflatten(-1, (d, d))  # symmetric
-            outer = mean.unsqueeze(-1) * mean.unsqueeze(-2)
+            eta, log_norm = natural
+            if eta.dim() == 2:
+                joint = torch.addmm(-log_norm.unsqueeze(-1), eta, prepared.statistics)
+            else:
+                joint = (eta.reshape(-1, eta.shape[-1]) @ prepared.statistics).reshape(
+                    *eta.shape[:-1], -1)
+                joint -= log_norm.unsqueeze(-1)
+        return joint.sub_(self._log_scale(prepared.shift))
+
+    def accumulate(self, prepared, resp, params):
+        """``sums: (*B, k, d)`` and ``second`` (``(*B, k)``, ``(*B, k, d)`` or
+        ``(*B, k, d, d)``) around each component's current mean, in standardised units."""
+        standard = self._to_standard(params, prepared.shift)
+        if self.cov_name not in params or self._natural_or_none(prepared, standard) is None:
+            return centred_statistics(self._differences(prepared, standard), resp,
+                                      self.covariance)
+        sums = super().accumulate(prepared, resp, params)["sums"]
+        offsets = standard["locs"].expand(*sums.shape[:-1], self.dim)
+        return recentre(sums, offsets, resp.sum(-1), self.covariance, self._symmetric)
+
+    def centers(self, prepared, resp):
+        """Weighted means, the reference of an M-step straight from responsibilities."""
+        y = prepared.statistics[: self.dim]
+        flat = resp.reshape(-1, resp.shape[-1])
+        means = (y @ flat.T).T.reshape(*resp.shape[:-1], self.dim)
+        counts = resp.sum(-1, keepdim=True).clamp_min(10 * EPS)
+        ref = prepared.shift
+        return {"locs": (means / counts + ref.offset) * ref.scale}
+
+    # -- the M-step, in standardised units ----------------------------------------------
+    def maximize(self, stats, params, fixed=frozenset()):
+        ref = stats["reference"]
+        standard = self._to_standard(params, ref)
+        counts, locs = stats["counts"], standard["locs"]
+        n = counts.unsqueeze(-1)
+        out = {}
+        if "locs" in fixed:  # the covariance around the given means
+            delta = torch.zeros_like(stats["sums"])
+        else:
+            delta = stats["sums"] / n  # new mean minus current mean: (*B, k, d)
+            locs = locs + delta
+            out["locs"] = (locs + ref.offset) * ref.scale
+        if self.cov_name in fixed:
+            return out
+        second, d = stats["second"], self.dim
+        reg = self.reg_covar / ref.scale.square()  # reg_covar is in the data's units
+        floor = self._resolution(locs, ref)
+        if self.covariance == "spherical":
+            var = (second / counts - delta.square().sum(-1)) / d
+            out["scales"] = self._floored(var, reg[0], floor).sqrt() * ref.scale[0]
+        elif self.covariance == "diag":
+            var = second / n - delta.square()
+            out["scales"] = self._floored(var, reg, floor.unsqueeze(-1)).sqrt() * ref.scale
+        else:
+            outer = delta.unsqueeze(-1) * delta.unsqueeze(-2)
             if self.covariance == "full":
                 cov = second / n.unsqueeze(-1) - outer
             else:
-                total = counts.sum(-1)[..., None, None]
-                cov = (second.sum(-3) - (counts[..., None, None] * outer).sum(-3)) / total
-            out["scale_tril"] = _cholesky(cov + self._reg_eye)
+                cov = (second - n.unsqueeze(-1) * outer).sum(-3) / counts.sum(-1)[..., None,
+                                                                                      None]
+                floor = floor.amax(-1)
+            cov = 0.5 * (cov + cov.mT)
+            diag = torch.diagonal(cov, 0, -2, -1)
+            diag.copy_(self._floored(diag, reg, floor.unsqueeze(-1)))
+            out["scale_tril"] = _cholesky(cov) * ref.scale.unsqueeze(-1)  # diag(s) L'
         return out
 
-    def diagnose(self, data, params):
-        """Components whose variance sits at the floor: collapsed onto a point or a line."""
+    @staticmethod
+    def _resolution(locs: torch.Tensor, ref: Reference) -> torch.Tensor:
+        """``(*B, k)`` the smallest variance float64 resolves near each standardised mean:
+        a floor that keeps exact zeros (repeated points, ``reg_covar = 0``) from NaN."""
+        scale = (locs + ref.offset).abs().amax(-1)
+        return (16 * EPS * scale).square().clamp_min(RESOLUTION_FLOOR)
+
+    @staticmethod
+    def _floored(var: torch.Tensor, reg, floor: torch.Tensor) -> torch.Tensor:
+        """``max(var, 0) + reg``, and never below ``floor``."""
+        return torch.maximum(var.clamp_min(0) + reg, floor)
+
+    def diagnose(self, data, params, fixed=frozenset()):
+        """Components whose smallest variance sits at the floor (``reg_covar``, or float64's
+        resolution when it is 0): collapsed onto a point or a line. Judged against each
+        component's own floor, in standardised units, not against the data's spread."""
+        if self.cov_name in fixed:
+            return []
+        ref = self.shift(data)
+        standard = self._to_standard(params, ref)
+        scale = standard[self.cov_name]
         if self.cov_name == "scales":
-            smallest = params["scales"].square().reshape(params["scales"].shape[0], -1).amin(-1)
+            smallest = scale.square().reshape(scale.shape[0], -1).amin(-1)
+            reg = self.reg_covar / ref.scale.square().amax()
         else:
-            tril = params["scale_tril"]
-            smallest = torch.diagonal(tril, 0, -2, -1).square().amin(-1).reshape(-1)
-        floor = max(10 * self.reg_covar, 1e-12 * float(data.var(0).mean()) if len(data) > 1
-                    else 0.0)
+            smallest = torch.linalg.svdvals(scale).amin(-1).square().reshape(-1)
+            reg = self.reg_covar / ref.scale.square().amin()
+        resolution = self._resolution(standard["locs"], ref)
+        if self.covariance == "tied":
+            resolution = resolution.amax(-1, keepdim=True)
+        floor = reg * (1 + 1e-3) + 100 * resolution
         what = (lambda j: "the shared covariance") if self.covariance == "tied" else (
             lambda j: f"component {j}")
-        return [f"{what(j)} collapsed (variance {float(v):.2g} at the floor: "
-                f"reg_covar={self.reg_covar:g}); the likelihood is unbounded there, so use "
-                "fewer components or a larger reg_covar"
-                for j, v in enumerate(smallest) if v <= floor]
+        return [f"{what(j)} collapsed (variance {float(v * ref.scale.square().amin()):.2g} at "
+                f"the floor: reg_covar={self.reg_covar:g}); the likelihood is unbounded there, "
+                "so use fewer components or a larger reg_covar"
+                for j, (v, f) in enumerate(zip(smallest, floor)) if v <= f]
 
     def distribution(self, params, z, inputs=None):
         loc = pick(params["locs"], z, 1)
         if self.covariance == "spherical":
-            return dist.Normal(loc, pick(params["scales"], z, 0).unsqueeze(-1)).to_event(1)
+            return Normal(loc, pick(params["scales"], z, 0).unsqueeze(-1)).to_event(1)
         if self.covariance == "diag":
-            return dist.Normal(loc, pick(params["scales"], z, 1)).to_event(1)
+            return Normal(loc, pick(params["scales"], z, 1)).to_event(1)
         if self.covariance == "full":
             return dist.MultivariateNormal(loc, scale_tril=pick(params["scale_tril"], z, 2))
         return dist.MultivariateNormal(loc, scale_tril=shared(params["scale_tril"], 2))
 
     def random_params(self, k, data, generator):
         d = self.dim
-        spread = data.std(0).clamp_min(1e-3) if data.shape[0] > 1 else data.new_ones(d)
+        ref = self.shift(data)  # a spread that does not overflow for data near 1e300
+        spread = ((data / ref.scale).std(0) * ref.scale if data.shape[0] > 1
+                  else data.new_ones(d)).clamp_min(1e-3)
         rows = torch.randint(data.shape[0], (k,), generator=generator)
         locs = data[rows] + 0.1 * spread * torch.randn(k, d, generator=generator, dtype=data.dtype)
         size = spread.mean() * (0.5 + torch.rand(k, generator=generator, dtype=data.dtype))
         if self.covariance == "spherical":
             return {"locs": locs, "scales": size}
         if self.covariance == "diag":
-            return {"locs": locs, "scales": size[:, None] * spread / spread.mean()}
+            return {"locs": locs, "scales": size[:, None] * (spread / spread.mean())}
         a = torch.randn(k, d, d, generator=generator, dtype=data.dtype) / math.sqrt(d)
         cov = a @ a.mT + torch.eye(d, dtype=data.dtype)
         tril = torch.linalg.cholesky(cov) * size[:, None, None]
@@ -219,13 +345,20 @@ class Gaussian(Family):
 
 
 def _cholesky(cov: torch.Tensor) -> torch.Tensor:
-    """Cholesky factor; adds growing jitter where round-off broke positive definiteness."""
+    """Cholesky factors of ``cov: (..., d, d)``; where round-off broke positive
+    definiteness, growing jitter is added to *that* matrix only (a restart's result
+    never depends on the others)."""
     chol, info = torch.linalg.cholesky_ex(cov)
     if not bool(info.any()):
         return chol
-    jitter = 1e-10 * float(torch.diagonal(cov, 0, -2, -1).abs().mean().clamp_min(1e-300))
+    flat_cov, flat = cov.reshape(-1, *cov.shape[-2:]), chol.reshape(-1, *cov.shape[-2:]).clone()
     eye = torch.eye(cov.shape[-1], dtype=cov.dtype)
-    while bool(info.any()) and jitter < 1e300:
-        chol, info = torch.linalg.cholesky_ex(cov + jitter * eye)
-        jitter = jitter * 10
-    return chol
+    for i in torch.nonzero(info.reshape(-1)).flatten().tolist():
+        matrix = flat_cov[i]
+        jitter = 1e-10 * float(torch.diagonal(matrix).abs().mean().clamp_min(1e-300))
+        failed = True
+        while failed and jitter < 1e300:
+            factor, status = torch.linalg.cholesky_ex(matrix + jitter * eye)
+            failed, jitter = bool(status), jitter * 10
+        flat[i] = factor
+    return flat.reshape(cov.shape)

@@ -14,6 +14,7 @@ from ..validation import check_data, refuse
 from .base import Family, pick
 
 LOG_FLOOR = -745.0
+MAX_COUNT = float(2**40)
 
 
 class Poisson(Family):
@@ -29,7 +30,10 @@ class Poisson(Family):
 
     def check_data(self, data, name="data"):
         x = check_data(data, name, ())
-        return refuse(x, (x < 0) | (x != x.round()), name, "non-negative whole counts")
+        x = refuse(x, (x < 0) | (x != x.round()), name, "non-negative whole counts")
+        # above ~1e12 the log-probability x log r - r - log x! loses its digits to round-off
+        return refuse(x, x > MAX_COUNT, name, f"counts up to {MAX_COUNT:.3g} (2^40; larger "
+                      "counts have no accurate log-probability in float64: rescale them)")
 
     def statistics(self, data, shift):
         return data.unsqueeze(0)
@@ -41,8 +45,9 @@ class Poisson(Family):
         rates = params["rates"]
         return rates.log().clamp_min(LOG_FLOOR).unsqueeze(-1), rates
 
-    def maximize(self, counts, sums, shift, params):
-        return {"rates": (sums[..., 0] / counts).clamp_min(1e-300)}  # zero only at the boundary
+    def maximize(self, stats, params, fixed=frozenset()):
+        # zero only at the boundary
+        return {"rates": (stats["sums"][..., 0] / stats["counts"]).clamp_min(1e-300)}
 
     def distribution(self, params, z, inputs=None):
         return dist.Poisson(pick(params["rates"], z, 0))

@@ -17,10 +17,12 @@ import torch
 from torch.distributions import constraints
 
 from ..params import ParamSpec
-from ..validation import InputError, InputTypeError, check_data, check_int
+from ..validation import InputError, InputTypeError, check_data, check_int, refuse
 from .base import Family, pick, upper_triangle
 
 LOG_2PI = math.log(2 * math.pi)
+EPS = torch.finfo(torch.float64).eps
+MAX_VALUE = 1e100
 
 
 class LinearRegression(Family):
@@ -42,6 +44,11 @@ class LinearRegression(Family):
             raise InputTypeError(f"intercept: expected true or false, got {intercept!r}")
         if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and low < high):
             raise InputError(f"low, high: expected numbers with low < high, got {low}, {high}")
+        if isinstance(reg_covar, bool) or not isinstance(reg_covar, (int, float)) or not (
+            math.isfinite(reg_covar) and reg_covar >= 0
+        ):
+            raise InputError(f"reg_covar: expected a finite number >= 0 (added to each noise "
+                             f"variance), got {reg_covar!r}")
         self.intercept, self.low, self.high, self.reg_covar = intercept, low, high, float(reg_covar)
         self.event_shape = (self.n_covariates + 1,)
         self.width = self.n_covariates + int(intercept)  # length of x~
@@ -57,7 +64,10 @@ class LinearRegression(Family):
                 "scales": ParamSpec((k,), constraints.positive, doc="noise standard deviation")}
 
     def check_data(self, data, name="data"):
-        return check_data(data, name, self.event_shape)
+        x = check_data(data, name, self.event_shape)
+        return refuse(x, x.abs() > MAX_VALUE, name, f"values up to {MAX_VALUE:g} in magnitude "
+                      "(the statistics hold products of values, which overflow float64 beyond "
+                      "that: rescale them)")
 
     def _design(self, covariates: torch.Tensor) -> torch.Tensor:
         if not self.intercept:
@@ -76,20 +86,33 @@ class LinearRegression(Family):
         eta = torch.cat([-0.5 * precision, coefs * precision, -0.5 * outer * precision], -1)
         return eta, 0.5 * (var.log() + LOG_2PI)
 
-    def maximize(self, counts, sums, shift, params):
-        w = self.width
+    def maximize(self, stats, params, fixed=frozenset()):
+        w, sums, counts = self.width, stats["sums"], stats["counts"]
         yy, xy = sums[..., 0], sums[..., 1 : 1 + w]
         gram = sums[..., 1 + w :][..., self._symmetric].unflatten(-1, (w, w))
-        # the weighted normal equations; the pseudo-inverse gives an exact maximiser even
-        # when a component has fewer points than coefficients (then any solution is one)
-        coefs = (torch.linalg.pinv(gram, hermitian=True) @ xy.unsqueeze(-1)).squeeze(-1)
-        residual = (yy - (coefs * xy).sum(-1)).clamp_min(0) / counts
-        return {"coefs": coefs, "scales": (residual + self.reg_covar).sqrt()}
+        if "coefs" in fixed:  # the residual scale of the given lines, not of the best ones
+            coefs = params["coefs"]
+        else:
+            # the weighted normal equations; the pseudo-inverse gives an exact maximiser even
+            # when a component has fewer points than coefficients (then any solution is one)
+            coefs = (torch.linalg.pinv(gram, hermitian=True) @ xy.unsqueeze(-1)).squeeze(-1)
+        # sum r (y - x.b)^2 = yy - 2 b.xy + b' G b (for the least-squares b: yy - b.xy)
+        fitted = (coefs.unsqueeze(-2) @ gram @ coefs.unsqueeze(-1)).squeeze((-2, -1))
+        residual = (yy - 2 * (coefs * xy).sum(-1) + fitted).clamp_min(0) / counts
+        out = {"coefs": coefs}
+        if "scales" not in fixed:  # never below the resolution of y (reg_covar may be 0)
+            resolution = (16 * EPS) ** 2 * (yy / counts).clamp_min(1e-280 / EPS**2)
+            out["scales"] = torch.maximum(residual + self.reg_covar, resolution).sqrt()
+        return out
 
-    def diagnose(self, data, params):
+    def diagnose(self, data, params, fixed=frozenset()):
+        if "scales" in fixed:
+            return []
+        resolution = (16 * EPS) ** 2 * float(data[:, -1].square().max())
+        floor = self.reg_covar * (1 + 1e-3) + 100 * resolution
         return [f"component {j} fits its points exactly (noise variance {float(v):.2g} at the "
                 f"floor reg_covar={self.reg_covar:g})"
-                for j, v in enumerate(params["scales"].square()) if v <= 10 * self.reg_covar]
+                for j, v in enumerate(params["scales"].square()) if v <= floor]
 
     def inputs(self, data, n):
         if data is not None:

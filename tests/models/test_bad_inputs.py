@@ -15,6 +15,7 @@ from inference import compare, fit_em, fit_vi
 from models import (
     BernoulliMixture,
     CategoricalMixture,
+    ExponentialMixture,
     GaussianMixture,
     KMeans,
     PoissonMixture,
@@ -113,7 +114,7 @@ BAD = [
     ("chunk_size zero", lambda: fit_em(GMM, X, INIT, chunk_size=0), ValueError, "chunk_size"),
     ("unknown optimizer", lambda: fit_vi(GMM, X, INIT, optimizer="sgd"), ValueError,
      "optimizer: expected one of"),
-    ("lr zero", lambda: fit_vi(GMM, X, INIT, lr=0.0), ValueError, "lr: expected a positive"),
+    ("lr zero", lambda: fit_vi(GMM, X, INIT, lr=0.0), ValueError, "lr: expected a number > 0"),
     ("steps negative", lambda: fit_vi(GMM, X, INIT, steps=-3), ValueError, "steps"),
     ("unknown init method", lambda: GMM.initialize(X, method="magic"), ValueError,
      "method: expected one of"),
@@ -131,7 +132,45 @@ BAD = [
     ("kmeans scale zero", lambda: KMeans(scale=0.0), ValueError, "scale"),
     ("regression features zero", lambda: RegressionMixture(features=0), ValueError, "features"),
     ("compare without fits", lambda: compare(), ValueError, "fits"),
+    ("hard as a string", lambda: fit_em(GMM, X, INIT, hard="false"), TypeError,
+     "hard: expected True or False"),
+    ("callback not callable", lambda: fit_em(GMM, X, INIT, callback=3), TypeError,
+     "callback: expected a function"),
+    ("VI callback not callable", lambda: fit_vi(GMM, X, INIT, callback="print"), TypeError,
+     "callback: expected a function"),
+    ("lr infinite", lambda: fit_vi(GMM, X, INIT, lr=math.inf), ValueError,
+     "lr: expected a finite number"),
+    ("tol a string", lambda: fit_em(GMM, X, INIT, tol="1e-8"), TypeError,
+     "tol: expected a number"),
+    ("two restart dimensions", lambda: fit_em(COINS, HEADS, {
+        "weights": torch.full((2, 3, 2), 0.5), "probs": torch.full((2, 3, 2), 0.5)}),
+     ValueError, "restart"),
+    ("masked entries", lambda: GMM.initialize(np.ma.masked_array(X.numpy(), mask=X.numpy() > 1)),
+     ValueError, "data: expected finite values, found nan"),
+    ("Poisson count beyond 2^40", lambda: PoissonMixture(k=1).initialize([1.0, 1e17]),
+     ValueError, "data: expected counts up to"),
+    ("exponential all zeros", lambda: ExponentialMixture(k=1).initialize([0.0, 0.0, 0.0]),
+     ValueError, "data: every value is 0"),
+    ("exponential beyond 1e150", lambda: ExponentialMixture(k=1).initialize([1.0, 1e200]),
+     ValueError, "data: expected values up to"),
+    ("regression beyond 1e100", lambda: RegressionMixture(k=1).initialize([[1.0, 1e120]]),
+     ValueError, "data: expected values up to"),
+    ("regression reg_covar negative", lambda: RegressionMixture(reg_covar=-1.0), ValueError,
+     "reg_covar: expected a finite number >= 0"),
+    ("regression reg_covar a string", lambda: RegressionMixture(reg_covar="small"), ValueError,
+     "reg_covar"),
+    ("fixed unknown parameter", lambda: GaussianMixture(k=2, fixed={"mu": [0.0, 1.0]}),
+     ValueError, "fixed: unknown parameter 'mu'"),
+    ("fixed wrong shape", lambda: GaussianMixture(k=2, dim=2, fixed={"locs": [0.0, 1.0]}),
+     ValueError, "fixed.locs: expected shape (2, 2)"),
 ]
+
+
+def test_numpy_numbers_of_any_precision_are_numbers():
+    fit = fit_em(GMM, X, INIT, tol=np.float32(1e-6), max_iter=np.int64(5))
+    assert fit.iterations <= 5
+    vi = fit_vi(GMM, X, INIT, lr=np.float32(0.5), steps=np.int32(2), tol=np.float16(0.0))
+    assert vi.iterations <= 2
 
 
 @pytest.mark.parametrize("label, call, error, words", BAD, ids=[row[0] for row in BAD])

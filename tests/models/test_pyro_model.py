@@ -72,5 +72,50 @@ def test_generic_model_initialises_restarts_and_simulates(setting):
     assert fit.restart_log_likelihoods.shape == (3,)
     with pytest.raises(ValueError, match="chunk_size: this model's M-step is generic"):
         fit_em(generic, data, batch, chunk_size=10)
-    with pytest.raises(ValueError, match="init: this model's program takes one parameter set"):
-        fit_vi(generic, data, batch)
+    # a program written for one parameter set: VI fits the restarts one after another
+    vi = fit_vi(generic, data, batch, steps=60)
+    assert vi.restart_log_likelihoods.shape == (3,)
+    assert vi.best_restart == int(vi.restart_log_likelihoods.argmax())
+    alone = fit_vi(generic, data, batch.select(vi.best_restart, generic.specs), steps=60)
+    assert alone.log_likelihood == vi.log_likelihood
+
+
+class UnmarkedPoisson(ProgramPoisson):
+    """The same program without ``infer={"enumerate": "parallel"}`` on the assignment."""
+
+    def program(self, params, data=None, n=None):
+        n = data.shape[0] if data is not None else n
+        with pyro.plate("data", n):
+            z = pyro.sample("assignment", dist.Categorical(params["weights"]))
+            pyro.sample("obs", dist.Poisson(pick(params["rates"], z)), obs=data)
+
+
+def test_an_unmarked_assignment_is_enumerated_by_vi_as_by_em(setting):
+    _, marked, _, data = setting
+    unmarked = UnmarkedPoisson(k=3)
+    init = marked.initialize(data, method="kmeans++", seed=0)
+    ref = fit_vi(marked, data, init, steps=200)
+    fit = fit_vi(unmarked, data, init, steps=200)  # sampled instead: noisy and wrong
+    assert fit.log_likelihood == pytest.approx(ref.log_likelihood, rel=1e-12)
+    torch.testing.assert_close(fit.params["rates"], ref.params["rates"], rtol=1e-10, atol=0)
+    assert pyro_log_likelihood(unmarked, data, init) == pytest.approx(
+        pyro_log_likelihood(marked, data, init), rel=1e-12)
+
+
+class WarningPoisson(ProgramPoisson):
+    """A program that warns: the warning must reach the fit's notes."""
+
+    def program(self, params, data=None, n=None):
+        import warnings
+
+        warnings.warn("rates look odd", UserWarning, stacklevel=1)
+        return super().program(params, data, n)
+
+
+def test_warnings_during_a_fit_become_notes(setting):
+    _, _, _, data = setting
+    model = WarningPoisson(k=3)
+    init = ProgramPoisson(k=3).initialize(data, method="kmeans++", seed=0)
+    for fit in (fit_vi(model, data, init, steps=3), fit_em(model, data, init, max_iter=2)):
+        assert any("UserWarning: rates look odd" in note for note in fit.notes), fit.notes
+        assert sum("rates look odd" in note for note in fit.notes) == 1  # once, not per step

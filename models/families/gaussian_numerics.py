@@ -1,0 +1,193 @@
+"""The Gaussian family's numerics: standardised coordinates, and log densities and
+statistics in two exact-enough forms.
+
+*Standardised coordinates*: every computation runs on ``y = x / s - c / s`` where
+``c`` is the data mean and ``s`` a power of two per coordinate (one for all
+coordinates of a spherical family) near the data's extent. Dividing by a power
+of two is exact, so nothing is lost, and squares stay finite for any finite
+float64 input (data at 1e300 fit as data at 1 do). Parameters are mapped in and
+out: ``mu' = mu / s - c / s``, ``L' = diag(1/s) L``, ``log p(x) = log p'(y) - sum log s``.
+
+*Natural form* (fast): statistics ``T(y) = [y, quadratic terms of y]`` with
+``y = x - c`` around one reference ``c`` (the data mean) and one matrix product
+with natural parameters. Its round-off grows with ``|x - c|^2 / sigma^2``:
+components far from ``c`` in their own units, or collapsed to a tiny variance,
+lose digits.
+
+*Centred form* (exact): differences ``x - mu_j`` from each component's own mean,
+whitened by its scale, as Pyro's distributions compute them; ``k`` times the
+memory traffic.
+
+:func:`natural_form_error` bounds the natural form's absolute round-off per point
+from the parameters and the data's extent; the family switches to the centred
+form when the bound exceeds :data:`TOLERANCE`. Statistics are always returned
+*around each component's current mean* (``sums = sum r (x - mu_j)``,
+``second = sum r (x - mu_j)(x - mu_j)^T`` or its diagonal or trace), so the
+M-step is a two-pass computation whichever form ran.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+LOG_2PI = math.log(2 * math.pi)
+EPS = torch.finfo(torch.float64).eps
+#: largest tolerated round-off of the natural form, in log-density units per point
+TOLERANCE = 1e-11
+
+
+class Reference(NamedTuple):
+    """The standardised coordinates of one fit, from all of its data.
+
+    Attributes:
+        scale: ``(d,)`` powers of two ``s``.
+        offset: ``(d,)`` the data mean in standardised units, ``c / s``.
+        extent: ``(d,)`` the largest ``|y|`` per coordinate (bounds round-off).
+    """
+
+    scale: torch.Tensor
+    offset: torch.Tensor
+    extent: torch.Tensor
+
+
+def power_of_two(values: torch.Tensor) -> torch.Tensor:
+    """The power of two at or above each value (1 where a value is 0)."""
+    exponent = torch.frexp(values)[1]  # values = m 2^e with 0.5 <= m < 1
+    return torch.where(values > 0, torch.ldexp(torch.ones_like(values), exponent),
+                       torch.ones_like(values))
+
+
+def reference(data: torch.Tensor, common: bool) -> Reference:
+    """Standardised coordinates for ``data: (n, d)``; ``common``: one scale for all axes.
+
+    Each step divides by a power of two first, so no intermediate overflows.
+    """
+    rough = power_of_two(data.abs().amax(0))
+    if common:
+        rough = rough.amax().expand_as(rough)
+    centred = data / rough - (data / rough).mean(0)  # |.| <= 2
+    scale = rough * power_of_two(centred.abs().amax(0)) if len(data) else rough
+    if common:
+        scale = scale.amax().expand_as(scale).clone()
+    offset = (data / scale).mean(0)
+    return Reference(scale, offset, (data / scale - offset).abs().amax(0))
+
+
+def standardised(data: torch.Tensor, ref: Reference) -> torch.Tensor:
+    """``(d, n)`` points in standardised units."""
+    return (data / ref.scale - ref.offset).T.contiguous()
+
+
+def quadratic_rows(y: torch.Tensor, covariance: str, rows: torch.Tensor) -> torch.Tensor:
+    """The quadratic statistics of ``y: (d, n)``: ``|y|^2 (1, n)``, ``y*y (d, n)`` or the
+    upper triangle of ``y y^T`` (``(len(rows), n)``, row-major)."""
+    if covariance == "spherical":
+        return (y * y).sum(0, keepdim=True)
+    if covariance == "diag":
+        return y * y
+    d, n = y.shape
+    out = y.new_empty(len(rows), n)
+    at = 0
+    for i in range(d):  # row i times rows i..d-1: the upper triangle of y y^T
+        torch.mul(y[i : i + 1], y[i:], out=out[at : at + d - i])
+        at += d - i
+    return out
+
+
+def natural_form_error(eta: torch.Tensor, log_norm: torch.Tensor, extent: torch.Tensor,
+                       covariance: str, rows, cols) -> float:
+    """An upper bound of the natural form's absolute round-off per point.
+
+    Args:
+        eta: ``(*B, k, m)`` natural parameters; ``log_norm: (*B, k)``.
+        extent: ``(d,)`` largest ``|x - c|`` per coordinate over all the data.
+
+    Returns:
+        ``eps * max_j (|eta_j| . max|T| + |A_j|)``; ``inf`` when anything is not finite.
+    """
+    if covariance == "spherical":
+        quad = (extent * extent).sum().reshape(1)
+    elif covariance == "diag":
+        quad = extent * extent
+    else:
+        quad = extent[rows] * extent[cols]
+    largest = torch.cat([extent, quad])
+    bound = (eta.abs() @ largest + log_norm.abs()).max()
+    value = float(bound) * 4 * EPS
+    return value if math.isfinite(value) else math.inf
+
+
+def centred_differences(y: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """``(*B, k, d, n)`` differences ``y - a_j`` of ``y: (d, n)`` from ``offsets: (*B, k, d)``."""
+    return y - offsets.unsqueeze(-1)
+
+
+def centred_log_densities(diff: torch.Tensor, scale: torch.Tensor, covariance: str):
+    """Log densities from centred differences, as Pyro computes them.
+
+    Args:
+        diff: ``(*B, k, d, n)`` differences from each component's mean.
+        scale: ``scales`` ``(*B, k)`` (spherical) or ``(*B, k, d)`` (diag), or
+            ``scale_tril`` ``(*B, k, d, d)`` (full) or ``(*B, d, d)`` (tied).
+
+    Returns:
+        ``(*B, k, n)``.
+    """
+    d = diff.shape[-2]
+    if covariance == "spherical":
+        maha = diff.square().sum(-2) / scale.square().unsqueeze(-1)
+        log_det = 2 * d * scale.log()
+    elif covariance == "diag":
+        maha = (diff / scale.unsqueeze(-1)).square().sum(-2)
+        log_det = 2 * scale.log().sum(-1)
+    else:
+        tril = scale.unsqueeze(-3) if covariance == "tied" else scale
+        white = torch.linalg.solve_triangular(tril, diff, upper=False)
+        maha = white.square().sum(-2)
+        log_det = 2 * torch.diagonal(tril, 0, -2, -1).log().sum(-1)
+        if covariance == "tied":
+            log_det = log_det.expand(maha.shape[:-1])
+    return -0.5 * (maha + (log_det + d * LOG_2PI).unsqueeze(-1))
+
+
+def centred_statistics(diff: torch.Tensor, resp: torch.Tensor, covariance: str) -> dict:
+    """``sums: (*B, k, d)`` and ``second`` around each mean, from ``diff: (*B, k, d, n)``
+    and ``resp: (*B, k, n)``."""
+    weighted = diff * resp.unsqueeze(-2)
+    sums = weighted.sum(-1)
+    if covariance == "spherical":
+        second = (weighted * diff).sum((-2, -1))
+    elif covariance == "diag":
+        second = (weighted * diff).sum(-1)
+    else:
+        second = weighted @ diff.mT
+    return {"sums": sums, "second": second}
+
+
+def recentre(sums: torch.Tensor, offsets: torch.Tensor, counts: torch.Tensor, covariance: str,
+             symmetric: torch.Tensor) -> dict:
+    """Natural-form statistics around ``c`` turned into statistics around each mean.
+
+    Args:
+        sums: ``(*B, k, m)`` weighted sums of ``T(y)``.
+        offsets: ``(*B, k, d)`` each mean minus ``c``; ``counts: (*B, k)``.
+
+    ``sum r (y - a)(y - a)^T = sum r y y^T - a s^T - s a^T + N a a^T`` with ``s = sum r y``.
+    """
+    d = offsets.shape[-1]
+    lin, quad = sums[..., :d], sums[..., d:]
+    n = counts.unsqueeze(-1)
+    centred = lin - n * offsets
+    if covariance == "spherical":
+        second = quad[..., 0] - (2 * lin - n * offsets).mul(offsets).sum(-1)
+    elif covariance == "diag":
+        second = quad - (2 * lin - n * offsets) * offsets
+    else:
+        full = quad[..., symmetric].unflatten(-1, (d, d))
+        cross = offsets.unsqueeze(-1) * lin.unsqueeze(-2)
+        second = full - cross - cross.mT + n.unsqueeze(-1) * offsets.unsqueeze(-1) * (
+            offsets.unsqueeze(-2))
+    return {"sums": centred, "second": second}
