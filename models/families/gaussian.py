@@ -356,7 +356,7 @@ def _cholesky(cov: torch.Tensor) -> torch.Tensor:
     for i in torch.nonzero(info.reshape(-1)).flatten().tolist():
         matrix = flat_cov[i]
         jitter = 1e-10 * float(torch.diagonal(matrix).abs().mean().clamp_min(1e-300))
-        failed = True
+        factor, failed = flat[i], True
         while failed and jitter < 1e300:
             factor, status = torch.linalg.cholesky_ex(matrix + jitter * eye)
             failed, jitter = bool(status), jitter * 10
