@@ -23,13 +23,18 @@ import tomllib
 from inference.init import INIT_METHODS
 from inference.vi import OPTIMIZERS
 from models import registry
+from models.validation import InputError, InputTypeError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 REQUIRED = object()
 
 
-class ConfigError(ValueError):
-    """A user error in a config: says which file and key, in one line."""
+class ConfigError(InputError):
+    """A user error in a config: says which file and key, in one line.
+
+    A subclass of :class:`~models.validation.InputError`: the command answers it in one
+    line with exit status 2, like every other error in what the user gave.
+    """
 
     def __init__(self, source, key: str, message: str):
         self.source, self.key, self.message = str(source), key, message
@@ -248,7 +253,7 @@ def _model_section(raw, source, axes: list, base: Path) -> dict:
         name = _resolve_reference(name, base)
     try:
         options = model_options(name)
-    except ValueError as exc:
+    except (InputError, InputTypeError) as exc:
         raise ConfigError(source, "model.name", str(exc).removeprefix("model: ")) from None
     out = {"name": name}
     for key, value in raw.items():
@@ -273,7 +278,7 @@ def build_model(options: dict, source, key: str = "model"):
     kwargs = {k: v for k, v in options.items() if k != "name"}
     try:
         return registry.build(options["name"], **kwargs)
-    except (TypeError, ValueError) as exc:
+    except (InputError, InputTypeError) as exc:
         raise ConfigError(source, key, str(exc).removeprefix("model: ")) from None
 
 
@@ -329,7 +334,7 @@ def check_cell(cell: Experiment, source) -> None:
         generator = generator_model(cell, source)
         try:
             generator.check_params(cell.truth, "truth")
-        except (TypeError, ValueError) as exc:
+        except (InputError, InputTypeError) as exc:
             raise ConfigError(source, "", str(exc)) from None
         if cell.data["file"] is None and cell.data["n"] < model.k:
             raise ConfigError(source, "data.n", f"expected at least k={model.k} observations, "
@@ -337,7 +342,7 @@ def check_cell(cell: Experiment, source) -> None:
     if cell.init["params"] is not None:
         try:
             model.check_params(cell.init["params"], "init.params")
-        except (TypeError, ValueError) as exc:
+        except (InputError, InputTypeError) as exc:
             raise ConfigError(source, "", str(exc)) from None
     for key in cell.plots["iterations"]:
         if not isinstance(key, int) or isinstance(key, bool) or key < 0:

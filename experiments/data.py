@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.validation import InputError, InputTypeError
+
 from .config import ConfigError
 
 
@@ -79,10 +81,10 @@ def as_model_data(model, array: np.ndarray, source):
     """Shape a table for the model: one column becomes ``(n,)`` for scalar observations."""
     try:
         return model.check_data(array)
-    except ValueError as first:
+    except (InputError, InputTypeError) as first:
         if array.ndim == 2 and array.shape[1] == 1:
             try:
                 return model.check_data(array[:, 0])
-            except ValueError:
+            except (InputError, InputTypeError):
                 pass
         raise ConfigError(source, "data.file", str(first)) from None

@@ -16,6 +16,7 @@ import tomli_w
 import torch
 
 from inference import compare, fit_em, fit_vi
+from models.validation import InputError, InputTypeError
 
 from . import store
 from .config import Config, ConfigError, Experiment, build_model, generator_model
@@ -119,7 +120,7 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
         raise ConfigError(source, "data", f"{data.shape[0]} observations for k={model.k}")
     try:
         init = make_init(cell, model, data)
-    except ValueError as exc:
+    except (InputError, InputTypeError) as exc:
         raise ConfigError(source, "init", str(exc)) from None
 
     fits = {}

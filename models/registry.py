@@ -35,6 +35,11 @@ def is_reference(name: str) -> bool:
     return ":" in name
 
 
+def user_files() -> set[str]:
+    """The user model files imported so far (for telling their errors from emvi's)."""
+    return {path for path, _ in _LOADED}
+
+
 def _import_file(path: Path):
     key = (str(path), path.stat().st_mtime_ns)
     if key not in _LOADED:

@@ -59,15 +59,52 @@ def test_bad_command_line(emvi):
 def test_fit_failing_mid_run_leaves_no_run_directory(emvi, write_config, coins_config,
                                                      tmp_path, monkeypatch):
     import experiments.runner as runner
+    from models.validation import InputError
 
     def broken(*args, **kwargs):
-        raise ValueError("vi: the optimiser produced NaN")
+        raise InputError("vi: the optimiser produced NaN")
 
     monkeypatch.setattr(runner, "fit_vi", broken)
     path = write_config(coins_config)
     line = one_line_error(*emvi("run", path, "--quiet", "--out", tmp_path / "runs")[::2])
     assert "NaN" in line
     assert list((tmp_path / "runs").rglob("*")) in ([], [tmp_path / "runs" / "cfg"])
+
+
+@pytest.mark.parametrize("error", [IndexError("index 3 is out of bounds"),
+                                   RuntimeError("shape mismatch"), KeyError("locs"),
+                                   ValueError("a plain ValueError from inside emvi")])
+def test_a_bug_exits_1_with_one_line_saying_so(error, emvi, write_config, coins_config,
+                                               tmp_path, monkeypatch):
+    import experiments.runner as runner
+
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(runner, "fit_em", broken)
+    monkeypatch.delenv("EMVI_DEBUG", raising=False)
+    code, _, err = emvi("run", write_config(coins_config), "--quiet", "--out", tmp_path / "r")
+    assert code == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"emvi: internal error: {type(error).__name__}")
+    assert "bug in emvi" in lines[0] and "EMVI_DEBUG=1" in lines[0]
+    monkeypatch.setenv("EMVI_DEBUG", "1")  # the traceback, for a bug report
+    with pytest.raises(type(error)):
+        emvi("run", write_config(coins_config), "--quiet", "--out", tmp_path / "r")
+
+
+def test_an_error_raised_in_the_users_model_file_names_it(emvi, write_config, tmp_path):
+    (tmp_path / "user.py").write_text(
+        "from models import Family\n"
+        "from models.families.poisson import Poisson\n"
+        "class Counts(Poisson):\n"
+        "    name = 'counts'\n"
+        "    def check_data(self, data, name='data'):\n"
+        "        raise ValueError('my counts must be small')\n", encoding="utf-8")
+    path = write_config(USER_CONFIG.format(name="user.py:Counts"))
+    line = one_line_error(*emvi("run", path, "--out", tmp_path / "runs")[::2])
+    assert "user.py line 6" in line and "my counts must be small" in line, line
 
 
 USER_CONFIG = """
