@@ -25,6 +25,8 @@ from inference.vi import OPTIMIZERS
 from models import registry
 from models.validation import InputError, InputTypeError
 
+from . import store
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 REQUIRED = object()
 
@@ -299,9 +301,35 @@ def _experiment(name: str, raw: dict, source, base: Path) -> Experiment:
         raise ConfigError(source, "truth", f"expected a table of values, got {truth!r:.60}")
     exp = Experiment(name, description, model, truth, axes=axes, **sections)
     _check_data_source(exp, source, base)
-    for _, _, cell in exp.cells():  # every cell must build: catch errors before running
+    folders: dict[str, str] = {}
+    for ident, _, cell in exp.cells():  # every cell must build: catch errors before running
         check_cell(cell, source)
+        folder = store.cell_dir(ident).casefold()
+        if folder in folders:
+            raise ConfigError(source, ", ".join(key for key, _ in axes), f"the sweep cells "
+                              f"{folders[folder]!r:.60} and {ident!r:.60} would share one "
+                              "folder: a sweep repeats a value")
+        folders[folder] = ident
     return exp
+
+
+def _shown(name: str) -> str:
+    """A name as it can appear in a one-line message (control characters escaped)."""
+    return name if name.isprintable() and len(name) <= 60 else repr(name)[:60]
+
+
+def check_names(names: list[str], source, prefix: str) -> None:
+    """Names that become folders: safe path components, not differing only in case."""
+    seen: dict[str, str] = {}
+    for name in names:
+        problem = store.name_problem(name)
+        if problem is not None:
+            raise ConfigError(source, f"{prefix}{_shown(name)}", f"not usable as a folder "
+                              f"name: {problem}")
+        if name.casefold() in seen:
+            raise ConfigError(source, f"{prefix}{_shown(name)}", f"differs only in case from "
+                              f"{seen[name.casefold()]!r}: their results would share a folder")
+        seen[name.casefold()] = name
 
 
 def _check_data_source(exp: Experiment, source, base: Path) -> None:
@@ -425,6 +453,11 @@ def load(config: str, overrides: list[str] = (), smoke: bool = False) -> Config:
     if multi and any(k in raw for k in EXPERIMENT_KEYS if k != "description"):
         raise ConfigError(source, "experiments", "give experiments either at the top level or "
                           "under [experiments.NAME], not both")
+    problem = store.name_problem(path.stem)
+    if problem is not None:
+        raise ConfigError(source, "", f"the file name {_shown(path.stem)!r} names the run "
+                          f"folder, and is not usable as a folder name: {problem}; rename "
+                          "the file")
     for text in overrides:
         keys, value = parse_assignment(text)
         if multi and keys[0] != "experiments":
@@ -440,6 +473,7 @@ def load(config: str, overrides: list[str] = (), smoke: bool = False) -> Config:
         bodies = raw["experiments"]
         if not isinstance(bodies, dict) or not bodies:
             raise ConfigError(source, "experiments", "expected one or more [experiments.NAME]")
+        check_names(list(bodies), source, "experiments.")
         for name, body in bodies.items():
             if not isinstance(body, dict):
                 raise ConfigError(source, f"experiments.{name}", "expected a table")

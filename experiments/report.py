@@ -133,6 +133,7 @@ def render(run_dir: Path, metrics: dict) -> Path:
     if metrics.get("description"):
         lines += [metrics["description"], ""]
     for name, exp in metrics["experiments"].items():
+        store.check_name(name, "experiment name")
         lines += [f"## {name}", ""]
         if exp.get("description"):
             lines += [exp["description"], ""]
@@ -157,7 +158,7 @@ def render(run_dir: Path, metrics: dict) -> Path:
             if exp["plots"]["enabled"]:
                 figures += cell_figures(_view(run_dir, name, first), name, exp["plots"])
         for stem, fig in figures:
-            save(fig, run_dir / "plots" / f"{stem}.png")
+            save(fig, run_dir / "plots" / f"{stem}.png", run_dir)
             lines += [f"![{stem}](plots/{stem}.png)", ""]
     prov = metrics["provenance"]
     versions = ", ".join(f"{k} {v}" for k, v in prov["versions"].items() if v)
@@ -165,5 +166,5 @@ def render(run_dir: Path, metrics: dict) -> Path:
               f"{prov['torch_threads']} torch threads; git {prov['git_commit'] or 'n/a'}; "
               f"started {prov['started']}.", ""]
     path = run_dir / "report.md"
-    store.write_atomic(path, "\n".join(lines))
+    store.write_atomic(path, "\n".join(lines), run_dir)
     return path

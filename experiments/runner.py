@@ -8,7 +8,6 @@ plots/*.png, report.md, renamed into place when complete.
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -193,23 +192,39 @@ def resolved_toml(config: Config) -> str:
     return tomli_w.dumps(config.to_dict())
 
 
-def start(config: Config, root: Path, resume: Path | None) -> Path:
-    """The ``.partial`` run directory: new, or the one being resumed (checked)."""
+def start(config: Config, root: Path, resume: Path | None) -> tuple[Path, int, list[Path]]:
+    """The ``.partial`` run directory, locked: new, or the one being resumed (checked).
+
+    Returns:
+        ``(run directory, lock, folders created for it)``.
+    """
     text = resolved_toml(config)
     if resume is None:
-        run = store.new_run(root, config.name)
-        store.write_atomic(run / "config.toml", text)
-        store.write_json(run / "provenance.json", store.provenance())
-        return run
+        run, created = store.new_run(root, config.name)
+        try:
+            fd = store.lock(run)
+            store.write_atomic(run / "config.toml", text, run)
+            store.write_json(run / "provenance.json", store.provenance(), run)
+        except BaseException:
+            store.remove_run(run, created)
+            raise
+        return run, fd, created
     run = Path(resume)
     if not run.is_dir() or not (run / "config.toml").is_file():
         raise ConfigError(str(resume), "--resume", "not a run directory (no config.toml)")
     if not run.name.endswith(store.PARTIAL):
         raise ConfigError(str(resume), "--resume", "this run is already complete")
-    if (run / "config.toml").read_text(encoding="utf-8") != text:
-        raise ConfigError(str(resume), "--resume", "the run was started from a different "
-                          "config (or other --set/--smoke options)")
-    return run
+    fd = store.lock(run)  # one process at a time; then look again, under the lock
+    try:
+        if not (run / "config.toml").is_file():
+            raise ConfigError(str(resume), "--resume", "not a run directory (no config.toml)")
+        if (run / "config.toml").read_text(encoding="utf-8") != text:
+            raise ConfigError(str(resume), "--resume", "the run was started from a different "
+                              "config (or other --set/--smoke options)")
+    except BaseException:
+        store.unlock(fd)
+        raise
+    return run, fd, []
 
 
 def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = None,
@@ -221,7 +236,7 @@ def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = N
         ConfigError: for user errors found while running; a fresh run leaves nothing.
     """
     reporter = reporter or Reporter()
-    run_dir = start(config, Path(root), resume)
+    run_dir, fd, created = start(config, Path(root), resume)
     plan = [(exp, ident, values, cell) for exp in config.experiments
             for ident, values, cell in exp.cells()]
     done = 0
@@ -236,18 +251,17 @@ def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = N
             result = {"experiment": exp.name, "cell": ident, "values": values, **result}
             store.save_cell(run_dir, exp.name, ident, _clean(result), history, arrays)
             done += 1
-        return finalize(run_dir, config)
+        final = finalize(run_dir, config)
     except KeyboardInterrupt:
+        store.unlock(fd)
         raise Interrupted(run_dir, done, len(plan)) from None
     except BaseException:
         if resume is None:  # a fresh run that failed leaves nothing behind
-            shutil.rmtree(run_dir, ignore_errors=True)
-            for parent in (run_dir.parent, run_dir.parent.parent):
-                try:
-                    parent.rmdir()  # only if empty
-                except OSError:
-                    break
+            store.remove_run(run_dir, created)
+        store.unlock(fd)
         raise
+    store.unlock(fd, final)
+    return final
 
 
 def finalize(run_dir: Path, config: Config) -> Path:
@@ -255,8 +269,8 @@ def finalize(run_dir: Path, config: Config) -> Path:
     from .report import render
 
     metrics = aggregate(run_dir, config)
-    store.write_json(run_dir / "metrics.json", metrics)
-    store.write_atomic(run_dir / "history.csv", combined_history(run_dir, metrics))
+    store.write_json(run_dir / "metrics.json", metrics, run_dir)
+    store.write_atomic(run_dir / "history.csv", combined_history(run_dir, metrics), run_dir)
     render(run_dir, metrics)
     return store.finish(run_dir)
 

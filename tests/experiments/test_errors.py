@@ -68,7 +68,22 @@ def test_fit_failing_mid_run_leaves_no_run_directory(emvi, write_config, coins_c
     path = write_config(coins_config)
     line = one_line_error(*emvi("run", path, "--quiet", "--out", tmp_path / "runs")[::2])
     assert "NaN" in line
-    assert list((tmp_path / "runs").rglob("*")) in ([], [tmp_path / "runs" / "cfg"])
+    assert not (tmp_path / "runs").exists()  # emvi made runs/ and runs/cfg/: both go
+
+
+def test_failed_run_keeps_an_out_folder_the_user_made(emvi, write_config, coins_config,
+                                                      tmp_path, monkeypatch):
+    import experiments.runner as runner
+    from models.validation import InputError
+
+    def broken(*args, **kwargs):
+        raise InputError("vi: refused")
+
+    monkeypatch.setattr(runner, "fit_vi", broken)
+    out = tmp_path / "mine"
+    out.mkdir()  # empty, made by the user
+    one_line_error(*emvi("run", write_config(coins_config), "--quiet", "--out", out)[::2])
+    assert out.is_dir() and not list(out.iterdir())
 
 
 @pytest.mark.parametrize("error", [IndexError("index 3 is out of bounds"),
@@ -89,6 +104,7 @@ def test_a_bug_exits_1_with_one_line_saying_so(error, emvi, write_config, coins_
     assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith(f"emvi: internal error: {type(error).__name__}")
     assert "bug in emvi" in lines[0] and "EMVI_DEBUG=1" in lines[0]
+    assert not (tmp_path / "r").exists()
     monkeypatch.setenv("EMVI_DEBUG", "1")  # the traceback, for a bug report
     with pytest.raises(type(error)):
         emvi("run", write_config(coins_config), "--quiet", "--out", tmp_path / "r")

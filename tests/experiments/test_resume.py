@@ -107,3 +107,20 @@ def test_resume_refuses_a_complete_or_a_different_run(emvi, tmp_path):
     assert code == 2 and "different config" in err
     code, _, err = emvi("run", "two_coins", "--smoke", "--resume", tmp_path / "nope")
     assert code == 2 and "not a run directory" in err
+
+
+def test_a_run_in_use_cannot_be_resumed_twice(partial_run, emvi):
+    from experiments import store
+
+    config, partial, _ = partial_run
+    fd = store.lock(partial)  # as a second process resuming it would hold it
+    try:
+        code, _, err = emvi("run", config, "--set", "vi.steps=4", "--resume", partial)
+    finally:
+        store.unlock(fd)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "in use by another emvi process" in err and f"pid {os.getpid()}" in err
+    # a lock file left by a process that died holds nothing: the resume goes ahead
+    (partial / ".lock").write_text("999999999\n", encoding="utf-8")
+    code, _, err = emvi("run", config, "--set", "vi.steps=4", "--resume", partial, "--quiet")
+    assert code == 0, err
