@@ -151,14 +151,12 @@ def cmd_list(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from . import store
-    from .config import ConfigError
-    from .report import render
+    from .report import render_run
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "metrics.json").is_file():
-        raise ConfigError(str(run_dir), "", "not a finished run directory (no metrics.json)")
-    path = render(run_dir, store.read_json(run_dir / "metrics.json"))
+    path, left_out = render_run(Path(args.run_dir), trust_model_code=args.trust_model_code)
+    for code in dict.fromkeys(left_out):
+        print(f"emvi: note: figures of the model {code} left out: drawing them runs its code; "
+              "pass --trust-model-code to draw them", file=sys.stderr)
     print(f"report: {path}")
     return 0
 
@@ -181,6 +179,9 @@ def parser() -> argparse.ArgumentParser:
     lst.set_defaults(func=cmd_list)
     rep = sub.add_parser("report", help="re-render a run's report and figures")
     rep.add_argument("run_dir")
+    rep.add_argument("--trust-model-code", action="store_true",
+                     help="import the model code (.py file or module) the run names, to "
+                     "redraw its figures; without it such figures are left out")
     rep.set_defaults(func=cmd_report)
     return top
 

@@ -234,15 +234,6 @@ def model_options(name: str) -> dict[str, Any]:
     return registry.options(name)
 
 
-def _resolve_reference(name: str, base: Path) -> str:
-    """``my_models.py:Class`` relative to the config's folder -> an absolute reference."""
-    where, _, attr = name.rpartition(":")
-    if where.endswith(".py") or "/" in where or "\\" in where:
-        path = Path(where).expanduser()
-        return f"{(path if path.is_absolute() else base / path).resolve()}:{attr}"
-    return name
-
-
 def _model_section(raw, source, axes: list, base: Path) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(source, "model", "expected a table with at least `name`")
@@ -251,9 +242,9 @@ def _model_section(raw, source, axes: list, base: Path) -> dict:
     name = raw["name"]
     if not isinstance(name, str):
         raise ConfigError(source, "model.name", f"expected a string, got {name!r:.60}")
-    if registry.is_reference(name):
-        name = _resolve_reference(name, base)
     try:
+        if registry.is_reference(name):  # checked against the import policy, not imported
+            name = registry.resolve_reference(name, base)
         options = model_options(name)
     except (InputError, InputTypeError) as exc:
         raise ConfigError(source, "model.name", str(exc).removeprefix("model: ")) from None

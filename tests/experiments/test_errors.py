@@ -137,7 +137,7 @@ data = {{ n = 50, seed = 0 }}
     ("from models import Family\nclass Counts(Family):\n    pass\n", "user.py:Counts",
      "does not define"),
     ("raise RuntimeError('broken on import')\n", "user.py:Counts", "broken on import"),
-    (None, "no_such_module_xyz:Counts", "cannot import module"),
+    (None, "no_such_module_xyz:Counts", "entry-point group 'emvi.models'"),
 ])
 def test_bad_user_model_reference(source, name, words, emvi, write_config, tmp_path):
     if source is not None:
@@ -223,3 +223,45 @@ covariances = [[[1.0, 3.0], [3.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]]
 """)
     line = one_line_error(*emvi("run", config, "--out", tmp_path / "runs")[::2])
     assert "covariances: expected symmetric positive-definite" in line
+
+
+def _finished(emvi, tmp_path):
+    from pathlib import Path
+
+    code, out, err = emvi("run", "two_coins", "--smoke", "--quiet", "--out", tmp_path)
+    assert code == 0, err
+    return Path(out.strip().removeprefix("report: ")).parent
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda m: m.pop("config"), "config: missing"),
+    (lambda m: m.update(experiments=[]), "experiments: expected a table"),
+    (lambda m: m["experiments"]["two_coins"]["cells"][0].pop("fits"),
+     "experiments.two_coins.cells[0].fits: missing"),
+    (lambda m: m["experiments"]["two_coins"]["cells"][0]["fits"]["em"].update(
+        log_likelihood="high"), "cells[0].fits.em.log_likelihood: expected an integer or a "
+     "number"),
+    (lambda m: m["experiments"].update({"../../x": m["experiments"].pop("two_coins")}),
+     "not a usable experiment name"),
+    (lambda m: m["experiments"]["two_coins"]["cells"][0]["model"].update(bogus=1),
+     "model.bogus: not an option of two_coins"),
+    (lambda m: m["experiments"]["two_coins"]["cells"][0]["fits"].update(
+        xx=m["experiments"]["two_coins"]["cells"][0]["fits"]["em"]), "expected fits labelled"),
+])
+def test_report_on_malformed_results_is_one_line(edit, words, emvi, tmp_path):
+    import json
+
+    run = _finished(emvi, tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    edit(metrics)
+    (run / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    line = one_line_error(*emvi("report", run)[::2])
+    assert str(run / "metrics.json") in line and words in line, line
+
+
+@pytest.mark.parametrize("content", ["{", "[1, 2]", '{"config": NaN}', "\xff\xfe"])
+def test_report_on_unreadable_results_is_one_line(content, emvi, tmp_path):
+    run = _finished(emvi, tmp_path)
+    (run / "metrics.json").write_bytes(content.encode("latin-1"))
+    line = one_line_error(*emvi("report", run)[::2])
+    assert str(run / "metrics.json") in line, line
