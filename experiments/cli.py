@@ -67,6 +67,19 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
+def resume_hint(args, path) -> str:
+    """The command that finishes an interrupted run, with the options it was started with."""
+    import shlex
+
+    argv = ["emvi", "run", args.config]
+    for text in args.set or []:
+        argv += ["--set", text]
+    if args.smoke:
+        argv.append("--smoke")
+    argv += ["--out", str(args.out), "--resume", str(path)]
+    return shlex.join(argv)
+
+
 def cmd_run(args) -> int:
     from .config import load
     from .runner import Interrupted, run
@@ -77,7 +90,7 @@ def cmd_run(args) -> int:
         path = run(config, Path(args.out), bars, resume=args.resume)
     except Interrupted as exc:
         print(f"emvi: interrupted; {exc.done} of {exc.total} cells kept in {exc.path}; "
-              f"finish with: emvi run {args.config} --resume {exc.path}", file=sys.stderr)
+              f"finish with: {resume_hint(args, exc.path)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         bars.fit_finished()  # a bar left open by an error would garble the message

@@ -15,6 +15,7 @@ import tomli_w
 import torch
 
 from inference import compare, fit_em, fit_vi
+from models import registry
 from models.validation import InputError, InputTypeError
 
 from . import store
@@ -192,6 +193,46 @@ def resolved_toml(config: Config) -> str:
     return tomli_w.dumps(config.to_dict())
 
 
+def input_files(config: Config) -> list[str]:
+    """The files a run reads: data files and user model files (absolute paths)."""
+    files = []
+    for exp in config.experiments:
+        if exp.data["file"] is not None:
+            files.append(exp.data["file"])
+        name = exp.model["name"]
+        if registry.is_reference(name):
+            where = name.rpartition(":")[0]
+            if where.endswith(".py") or "/" in where:
+                files.append(where)
+    return sorted(set(files))
+
+
+def inputs(config: Config) -> dict:
+    """What a resumed run must find unchanged: each input file's SHA-256, torch threads."""
+    return {"files": {path: store.sha256(Path(path)) for path in input_files(config)},
+            "torch_threads": torch.get_num_threads()}
+
+
+def changed_inputs(recorded: dict, now: dict) -> list[str]:
+    """What differs between two :func:`inputs` records, one phrase each."""
+    changes = []
+    before, after = recorded.get("files"), now["files"]
+    before = before if isinstance(before, dict) else {}
+    for path in sorted(set(before) | set(after)):
+        if path not in after:
+            changes.append(f"{path} is no longer an input")
+        elif path not in before:
+            changes.append(f"{path} is a new input")
+        elif before[path] != after[path]:
+            changes.append(f"{path} changed (sha256 {before[path][:12]}... now "
+                           f"{after[path][:12]}...)")
+    threads = recorded.get("torch_threads")
+    if threads != now["torch_threads"]:
+        changes.append(f"torch threads: the run started with {threads}, now "
+                       f"{now['torch_threads']} (set OMP_NUM_THREADS={threads})")
+    return changes
+
+
 def start(config: Config, root: Path, resume: Path | None) -> tuple[Path, int, list[Path]]:
     """The ``.partial`` run directory, locked: new, or the one being resumed (checked).
 
@@ -199,11 +240,13 @@ def start(config: Config, root: Path, resume: Path | None) -> tuple[Path, int, l
         ``(run directory, lock, folders created for it)``.
     """
     text = resolved_toml(config)
+    record = inputs(config)
     if resume is None:
         run, created = store.new_run(root, config.name)
         try:
             fd = store.lock(run)
             store.write_atomic(run / "config.toml", text, run)
+            store.write_json(run / "inputs.json", record, run)
             store.write_json(run / "provenance.json", store.provenance(), run)
         except BaseException:
             store.remove_run(run, created)
@@ -221,6 +264,16 @@ def start(config: Config, root: Path, resume: Path | None) -> tuple[Path, int, l
         if (run / "config.toml").read_text(encoding="utf-8") != text:
             raise ConfigError(str(resume), "--resume", "the run was started from a different "
                               "config (or other --set/--smoke options)")
+        try:
+            recorded = store.read_json(run / "inputs.json")
+        except (OSError, ValueError) as exc:
+            raise ConfigError(str(resume), "--resume", f"cannot check the run's inputs "
+                              f"(inputs.json: {exc})") from None
+        changes = changed_inputs(recorded if isinstance(recorded, dict) else {}, record)
+        if changes:
+            more = f" (and {len(changes) - 1} more)" if len(changes) > 1 else ""
+            raise ConfigError(str(resume), "--resume", f"the inputs differ from the run's: "
+                              f"{changes[0]}{more}; start a new run instead")
     except BaseException:
         store.unlock(fd)
         raise

@@ -266,6 +266,15 @@ def load_arrays(run: Path, experiment: str, cell: str) -> dict[str, np.ndarray]:
         return {key: npz[key] for key in npz.files}
 
 
+def sha256(path: Path) -> str:
+    """The SHA-256 digest of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def provenance(seed_note: str = "") -> dict:
     """Versions, platform and git commit: what a reader needs to reproduce a run."""
     versions = {}

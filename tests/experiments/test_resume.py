@@ -109,6 +109,43 @@ def test_resume_refuses_a_complete_or_a_different_run(emvi, tmp_path):
     assert code == 2 and "not a run directory" in err
 
 
+def test_resume_hint_repeats_the_options_the_run_was_started_with(partial_run, tmp_path, emvi):
+    import shlex
+
+    config, partial, err = partial_run
+    assert len(err.strip().splitlines()) == 1
+    hint = err.split("finish with: ", 1)[1].strip()
+    assert shlex.split(hint) == ["emvi", "run", str(config), "--set", "vi.steps=4",
+                                 "--out", str(tmp_path / "out dir"), "--resume", str(partial)]
+    code, out, err = emvi(*shlex.split(hint)[1:], "--quiet")
+    assert code == 0, err
+
+
+def test_resume_refuses_a_changed_data_file(partial_run, tmp_path, emvi):
+    config, partial, _ = partial_run
+    data = tmp_path / "d.csv"
+    lines = data.read_text().splitlines()
+    data.write_text("\n".join(lines[: len(lines) // 2]) + "\n", encoding="utf-8")  # halved
+    code, _, err = emvi("run", config, "--set", "vi.steps=4", "--resume", partial)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{data} changed" in err and "sha256" in err
+    assert len(list((partial / "cells" / "my_sweep").iterdir())) == 1  # nothing mixed in
+
+
+def test_resume_refuses_another_thread_count(partial_run, emvi):
+    import torch
+
+    config, partial, _ = partial_run
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        code, _, err = emvi("run", config, "--set", "vi.steps=4", "--resume", partial)
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"torch threads: the run started with {threads}, now {threads + 1}" in err
+
+
 def test_a_run_in_use_cannot_be_resumed_twice(partial_run, emvi):
     from experiments import store
 
