@@ -18,7 +18,7 @@ from inference import compare, fit_em, fit_vi
 from models import registry
 from models.validation import InputError, InputTypeError
 
-from . import store
+from . import memory, store
 from .config import Config, ConfigError, Experiment, build_model, generator_model
 from .data import as_model_data, read_table
 
@@ -87,11 +87,46 @@ def fit_summary(fit, data) -> dict:
     }
 
 
+def check_memory(cell: Experiment, model, n: int, event_numel: int, source, key: str) -> None:
+    """Refuse a cell whose estimated memory exceeds what the machine has available.
+
+    Raises:
+        ConfigError: naming ``key`` (``data.n`` or ``data.file``) and both numbers.
+    """
+    need = memory.cell_bytes(n, event_numel, model.k, cell.init["restarts"],
+                             cell.em["chunk_size"])
+    have = memory.available_bytes()
+    if have is not None and need > have:
+        raise ConfigError(source, key, f"n={n} observations of {event_numel} value(s) with "
+                          f"k={model.k} need about {memory.gib(need)} of memory, but "
+                          f"{memory.gib(have)} are available; use fewer observations")
+
+
+def check_plan_memory(config: Config) -> None:
+    """Before a run starts: every simulated cell's memory (a 1-point simulation gives the
+    size of one observation; nothing of size n is made)."""
+    for exp in config.experiments:
+        for _, _, cell in exp.cells():
+            if cell.data["file"] is not None:
+                continue  # checked once the file is read, before any fitting
+            generator = generator_model(cell, config.source)
+            try:
+                one = generator.simulate(generator.check_params(cell.truth, "truth"), n=1)
+                event_numel = max(1, one.data[0].numel())
+            except (InputError, InputTypeError):  # the cell itself reports it, when run
+                event_numel = 1
+            key = "data.n" if len(config.experiments) == 1 else f"experiments.{exp.name}.data.n"
+            check_memory(cell, build_model(cell.model, config.source), cell.data["n"],
+                         event_numel, config.source, key)
+
+
 def make_data(cell: Experiment, model, source):
     """``(data, true assignments or None, truth or None, generator k)`` for one cell."""
     if cell.data["file"] is not None:
         table = read_table(cell.data["file"], cell.data["columns"], source, cell.max_rows)
         data = as_model_data(model, table, source)
+        check_memory(cell, model, int(data.shape[0]), max(1, data[0].numel()), source,
+                     "data.file")
         truth = None
         if cell.truth is not None:
             truth = model.check_params(cell.truth, "truth")
@@ -284,11 +319,15 @@ def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = N
         resume: Path | None = None) -> Path:
     """Run every cell of every experiment that is not already on disk; return the run dir.
 
+    Each cell runs with torch's global random state forked and seeded (nothing should
+    draw from it; if anything does, it repeats), so the caller's state is unchanged.
+
     Raises:
         Interrupted: on Ctrl-C/SIGTERM, with the finished cells kept.
         ConfigError: for user errors found while running; a fresh run leaves nothing.
     """
     reporter = reporter or Reporter()
+    check_plan_memory(config)
     run_dir, fd, created = start(config, Path(root), resume)
     plan = [(exp, ident, values, cell) for exp in config.experiments
             for ident, values, cell in exp.cells()]
@@ -299,8 +338,9 @@ def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = N
                 done += 1
                 continue
             reporter.cell_started(exp.name, ident, index, len(plan))
-            torch.manual_seed(0)  # nothing should draw from it; if anything does, it repeats
-            result, history, arrays = run_cell(cell, config.source, reporter)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                result, history, arrays = run_cell(cell, config.source, reporter)
             result = {"experiment": exp.name, "cell": ident, "values": values, **result}
             store.save_cell(run_dir, exp.name, ident, _clean(result), history, arrays)
             done += 1
@@ -324,7 +364,7 @@ def finalize(run_dir: Path, config: Config) -> Path:
     metrics = aggregate(run_dir, config)
     store.write_json(run_dir / "metrics.json", metrics, run_dir)
     store.write_atomic(run_dir / "history.csv", combined_history(run_dir, metrics), run_dir)
-    render(run_dir, metrics)
+    render(run_dir, metrics, trust_model_code=True)  # the config named this model's code
     return store.finish(run_dir)
 
 

@@ -265,3 +265,49 @@ def test_report_on_unreadable_results_is_one_line(content, emvi, tmp_path):
     (run / "metrics.json").write_bytes(content.encode("latin-1"))
     line = one_line_error(*emvi("report", run)[::2])
     assert str(run / "metrics.json") in line, line
+
+
+def test_a_huge_n_is_refused_before_anything_is_allocated(emvi, write_config, coins_config,
+                                                          tmp_path, monkeypatch):
+    from experiments import memory
+    from models import TwoCoins
+
+    sizes = []
+    real = TwoCoins.simulate
+
+    def simulate(self, params, n, *args, **kwargs):
+        sizes.append(n)
+        assert n <= 10**6, "the huge cell was simulated"
+        return real(self, params, n, *args, **kwargs)
+
+    monkeypatch.setattr(TwoCoins, "simulate", simulate)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 8 * 2**30)
+    line = one_line_error(*emvi("run", write_config(coins_config), "--set",
+                                "data.n=1000000000", "--out", tmp_path / "runs")[::2])
+    assert "data.n: n=1000000000 observations" in line and "8.0 GiB are available" in line
+    assert max(sizes) == 1 and not (tmp_path / "runs").exists()
+
+
+def test_memory_estimate_grows_with_n_k_and_restarts():
+    from experiments.memory import available_bytes, cell_bytes
+
+    base = cell_bytes(1000, 2, 3)
+    assert cell_bytes(2000, 2, 3) == 2 * base
+    assert cell_bytes(1000, 2, 6) > base and cell_bytes(1000, 2, 3, restarts=10) > base
+    assert cell_bytes(1000, 2, 3, restarts=10, chunk_size=10) < cell_bytes(1000, 2, 3, 10)
+    assert cell_bytes(10**9, 1, 2) > 100 * 2**30  # about 16 bytes * 20 values per point
+    assert available_bytes() is None or available_bytes() > 0
+
+
+def test_a_run_leaves_the_callers_random_state_unchanged(coins_config, write_config, tmp_path):
+    import torch
+
+    from experiments.config import load
+    from experiments.runner import run
+
+    config = load(str(write_config(coins_config.replace('method = "params"',
+                                                         'method = "random"'))))
+    torch.manual_seed(1234)
+    state = torch.get_rng_state()
+    assert (run(config, tmp_path / "a") / "metrics.json").is_file()
+    assert torch.equal(torch.get_rng_state(), state)
