@@ -399,6 +399,35 @@ def parse_assignment(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def check_override(keys: list[str], raw: dict, multi: bool) -> None:
+    """Refuse an override whose key is unknown, naming the key as the user wrote it."""
+    written = ".".join(keys)
+    rest = keys
+    if keys[0] == "experiments":
+        if not multi:
+            raise ConfigError("--set", written, "this config has no [experiments.NAME] "
+                              "tables; give the key without 'experiments.'")
+        bodies = raw.get("experiments")
+        names = list(bodies) if isinstance(bodies, dict) else []
+        if len(keys) < 3 or keys[1] not in names:
+            raise ConfigError("--set", written, "expected experiments.NAME.key with NAME one "
+                              f"of {names}" + _suggest(keys[1] if len(keys) > 1 else "", names))
+        rest = keys[2:]
+    elif keys == ["description"]:
+        return
+    head = rest[0]
+    if head not in EXPERIMENT_KEYS:
+        raise ConfigError("--set", written, f"unknown key {head!r}"
+                          + _suggest(head, EXPERIMENT_KEYS) + f"; expected {list(EXPERIMENT_KEYS)}")
+    if head in SECTIONS and len(rest) > 1:
+        fields = SECTIONS[head]
+        if rest[1] not in fields:
+            raise ConfigError("--set", written, f"unknown key {rest[1]!r} in [{head}]"
+                              + _suggest(rest[1], fields) + f"; expected {list(fields)}")
+        if len(rest) > 2 and fields[rest[1]].kind is not dict:
+            raise ConfigError("--set", written, f"{head}.{rest[1]} is not a table")
+
+
 def _apply(raw: dict, path: list[str], value, source: str) -> None:
     node = raw
     for part in path[:-1]:
@@ -451,6 +480,7 @@ def load(config: str, overrides: list[str] = (), smoke: bool = False) -> Config:
                           "the file")
     for text in overrides:
         keys, value = parse_assignment(text)
+        check_override(keys, raw, multi)
         if multi and keys[0] != "experiments":
             for body in raw["experiments"].values():
                 if isinstance(body, dict):

@@ -7,6 +7,7 @@ with ``allow_pickle=False``.
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,11 @@ from models.validation import InputError, InputTypeError
 
 from .config import ConfigError
 
+#: a number as a CSV cell may hold it: ASCII digits, one optional sign, decimal point and
+#: exponent (Python's float() would also take "1_000" and non-ASCII digits)
+NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*|\s*[+-]?(nan|inf|infinity)\s*",
+                    re.IGNORECASE | re.ASCII)
+
 
 def read_table(path: str, columns, source, max_rows: int | None = None) -> np.ndarray:
     """``(n, c)`` float array from a CSV (named columns) or ``.npy`` (column indices) file."""
@@ -22,8 +28,12 @@ def read_table(path: str, columns, source, max_rows: int | None = None) -> np.nd
     if path.suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, EOFError) as exc:
             raise ConfigError(source, "data.file", f"cannot read {path.name}: {exc}") from None
+        if not isinstance(array, np.ndarray):  # np.load opens a zip (.npz) archive too
+            getattr(array, "close", lambda: None)()
+            raise ConfigError(source, "data.file", f"{path.name} is an .npz archive (a zip "
+                              "of arrays), not one .npy array: save the data with numpy.save")
         if array.dtype.kind not in "biuf":
             raise ConfigError(source, "data.file", f"expected numbers in {path.name}, "
                               f"got dtype {array.dtype}")
@@ -42,7 +52,7 @@ def read_table(path: str, columns, source, max_rows: int | None = None) -> np.nd
             array = array[:, columns]
         return array[:max_rows].astype(np.float64)
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
+        with open(path, encoding="utf-8-sig", newline="") as handle:  # drops a BOM
             rows = list(csv.reader(handle))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, "data.file", f"cannot read {path.name}: {exc}") from None
@@ -68,6 +78,8 @@ def read_table(path: str, columns, source, max_rows: int | None = None) -> np.nd
     for i, row in enumerate(body):
         for j, col in enumerate(index):
             try:
+                if not NUMBER.fullmatch(row[col]):
+                    raise ValueError(row[col])
                 out[i, j] = float(row[col])
             except (ValueError, IndexError):
                 value = row[col] if col < len(row) else "<missing>"

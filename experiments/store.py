@@ -96,12 +96,18 @@ def write_atomic(path: Path, content: str | bytes, within: Path) -> None:
 
 
 def write_json(path: Path, value, within: Path) -> None:
-    write_atomic(path, json.dumps(value, indent=2, sort_keys=False, allow_nan=True) + "\n",
+    """JSON with finite numbers only (NaN or infinity is a bug: raises ``ValueError``)."""
+    write_atomic(path, json.dumps(value, indent=2, sort_keys=False, allow_nan=False) + "\n",
                  within)
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def read_json(path: Path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """Parse a JSON file strictly (``NaN``/``Infinity`` refused with ``ValueError``)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_no_constant)
 
 
 def csv_text(header: list[str], rows: list[list]) -> str:
@@ -250,15 +256,21 @@ def save_cell(run: Path, experiment: str, cell: str, result: dict, history: str,
     write_atomic(tmp / "history.csv", history, run)
     with open(inside(run, tmp / "data.npz"), "wb") as handle:
         np.savez(handle, **arrays)
-    if final.exists():
+    if final.exists():  # a damaged copy, recomputed
         shutil.rmtree(inside(run, final))
     os.replace(tmp, final)
 
 
 def load_cell(run: Path, experiment: str, cell: str) -> dict | None:
-    """A finished cell's result, or ``None`` if it is missing."""
+    """A finished cell's result, or ``None`` if it is missing or damaged (recomputed)."""
     path = cell_path(run, experiment, cell) / "result.json"
-    return read_json(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        result = read_json(path)
+    except (ValueError, UnicodeDecodeError):  # truncated or edited by hand
+        return None
+    return result if isinstance(result, dict) and result.get("cell") == cell else None
 
 
 def load_arrays(run: Path, experiment: str, cell: str) -> dict[str, np.ndarray]:

@@ -171,6 +171,11 @@ def _npy(path, array, **kwargs):
     ("cube.npy", "cube", 1, "", "expected a 1-D or 2-D array"),
     ("names.npy", "ok", 1, ', columns = ["height"]', ".npy files have no column names"),
     ("data.txt", "1\n2\n", 1, "", "expected a .csv or .npy file"),
+    ("under.csv", "height\n170\n1_000\n165\n", 1, "", "line 3, column 'height': expected a "
+     "number, got '1_000'"),
+    ("arabic.csv", "height\n170\n\u0661\u0662\n165\n", 1, "", "line 3, column 'height'"),
+    ("zip.npy", "npz", 1, "", "zip.npy is an .npz archive"),
+    ("short.npy", "truncated", 1, "", "cannot read short.npy"),
 ])
 def test_bad_data_file(file, content, dim, columns, words, emvi, write_config, tmp_path):
     import numpy as np
@@ -184,6 +189,12 @@ def test_bad_data_file(file, content, dim, columns, words, emvi, write_config, t
         _npy(path, np.zeros((2, 2, 2)))
     elif content == "ok":
         _npy(path, np.arange(10.0))
+    elif content == "npz":
+        with open(path, "wb") as handle:
+            np.savez(handle, data=np.arange(10.0))
+    elif content == "truncated":
+        _npy(path, np.arange(100.0))
+        path.write_bytes(path.read_bytes()[:200])
     else:
         path.write_text(content, encoding="utf-8")
     config = write_config(FILE_CONFIG.format(file=file, dim=dim, columns=columns))
@@ -223,6 +234,37 @@ covariances = [[[1.0, 3.0], [3.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]]
 """)
     line = one_line_error(*emvi("run", config, "--out", tmp_path / "runs")[::2])
     assert "covariances: expected symmetric positive-definite" in line
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column_name(emvi, write_config, tmp_path):
+    lines = ["height"] + [f"{160 + (i % 7) * 3 + (20 if i % 2 else 0)}" for i in range(40)]
+    (tmp_path / "bom.csv").write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")
+    config = write_config(FILE_CONFIG.format(file="bom.csv", dim=1,
+                                             columns=', columns = ["height"]'))
+    code, _, err = emvi("run", config, "--quiet", "--out", tmp_path / "runs")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("override, key", [
+    ("foo.bar=1", "--set: foo.bar: unknown key 'foo'"),
+    ("data.sed=1", "--set: data.sed: unknown key 'sed' in [data] (did you mean 'seed'?)"),
+    ("data.n.x=1", "--set: data.n.x: data.n is not a table"),
+    ("experiments.x.data.n=5", "--set: experiments.x.data.n: this config has no"),
+])
+def test_set_errors_name_the_key_as_written(override, key, emvi, write_config, coins_config,
+                                            tmp_path):
+    line = one_line_error(*emvi("run", write_config(coins_config), "--set", override,
+                                "--out", tmp_path / "runs")[::2])
+    assert key in line, line
+
+
+def test_set_errors_in_a_config_of_several_experiments(emvi, tmp_path):
+    line = one_line_error(*emvi("run", "seeds", "--set", "foo.bar=1", "--out",
+                                tmp_path / "runs")[::2])
+    assert "--set: foo.bar: unknown key 'foo'" in line, line
+    line = one_line_error(*emvi("run", "seeds", "--set", "experiments.kmean.data.n=5",
+                                "--out", tmp_path / "runs")[::2])
+    assert "experiments.kmean.data.n" in line and "did you mean 'kmeans'" in line, line
 
 
 def _finished(emvi, tmp_path):
@@ -311,3 +353,27 @@ def test_a_run_leaves_the_callers_random_state_unchanged(coins_config, write_con
     state = torch.get_rng_state()
     assert (run(config, tmp_path / "a") / "metrics.json").is_file()
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_non_finite_number_is_saved_as_null_never_as_nan(emvi, write_config, coins_config,
+                                                           tmp_path, monkeypatch):
+    import json
+
+    import experiments.runner as runner
+
+    real = runner.fit_summary
+
+    def summary(fit, data):
+        return {**real(fit, data), "bic": float("nan"), "aic": float("inf")}
+
+    monkeypatch.setattr(runner, "fit_summary", summary)
+    code, out, err = emvi("run", write_config(coins_config), "--quiet", "--out", tmp_path)
+    assert code == 0, err
+
+    def refuse(name):
+        raise AssertionError(f"{name} in metrics.json")
+
+    run = out.strip().removeprefix("report: ").removesuffix("/report.md")
+    metrics = json.loads(open(f"{run}/metrics.json").read(), parse_constant=refuse)
+    fits = metrics["experiments"]["cfg"]["cells"][0]["fits"]
+    assert fits["em"]["bic"] is None and fits["vi"]["aic"] is None

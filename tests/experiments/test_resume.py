@@ -146,6 +146,19 @@ def test_resume_refuses_another_thread_count(partial_run, emvi):
     assert f"torch threads: the run started with {threads}, now {threads + 1}" in err
 
 
+def test_a_truncated_cell_is_recomputed_on_resume(partial_run, emvi):
+    config, partial, _ = partial_run
+    (cell,) = (partial / "cells" / "my_sweep").iterdir()
+    result = cell / "result.json"
+    result.write_text(result.read_text()[:100], encoding="utf-8")  # cut mid-file
+    code, out, err = emvi("run", config, "--set", "vi.steps=4", "--resume", partial, "--quiet")
+    assert code == 0, err
+    final = partial.with_name(partial.name.removesuffix(".partial"))
+    cells = json.loads((final / "metrics.json").read_text())["experiments"]["my_sweep"]["cells"]
+    assert [c["cell"] for c in cells] == ["seed=0", "seed=1", "seed=2"]
+    assert not (final / ".lock").exists()
+
+
 def test_a_run_in_use_cannot_be_resumed_twice(partial_run, emvi):
     from experiments import store
 
