@@ -27,7 +27,12 @@ truth = {{ weights = [0.5, 0.5], rates = [1.0, 9.0] }}
 data = {{ n = 60, seed = 0 }}
 em = {{ max_iter = 5 }}
 vi = {{ steps = 3 }}
+plots = {{ enabled = {plots} }}
 """
+
+
+def config_text(name: str, plots: bool = False) -> str:
+    return CONFIG.format(name=name, plots=str(plots).lower())
 
 
 def one_line(code, err):
@@ -56,12 +61,12 @@ def installed(tmp_path, marker, monkeypatch):
 
 def test_an_installed_module_is_refused_before_its_code_runs(installed, marker, emvi,
                                                              write_config, tmp_path):
-    config = write_config(CONFIG.format(name=f"{installed}:Counts"))
+    config = write_config(config_text(f"{installed}:Counts"))
     line = one_line(*emvi("run", config, "--out", tmp_path / "runs")[::2])
     assert "model.name" in line and "entry-point group 'emvi.models'" in line, line
     assert not marker.exists() and installed not in sys.modules
     for name in ("this:Zen", "os:system", "antigravity:X"):  # stdlib modules with effects
-        line = one_line(*emvi("run", write_config(CONFIG.format(name=name)), "--out",
+        line = one_line(*emvi("run", write_config(config_text(name)), "--out",
                               tmp_path / "runs")[::2])
         assert "entry-point group" in line
     assert "this" not in sys.modules and "antigravity" not in sys.modules
@@ -77,7 +82,7 @@ def test_a_module_advertised_as_an_entry_point_is_used(installed, marker, emvi, 
 
     monkeypatch.setattr(registry, "entry_points", entry_points)
     for name in (f"{installed}:Counts", "mine:Counts"):  # by module or entry-point name
-        code, out, err = emvi("run", write_config(CONFIG.format(name=name)), "--quiet",
+        code, out, err = emvi("run", write_config(config_text(name)), "--quiet",
                               "--out", tmp_path / "runs")
         assert code == 0, err
     assert marker.exists()
@@ -94,7 +99,7 @@ def test_a_py_file_outside_the_config_folder_is_refused(where, marker, emvi, tmp
     if where == "symlink":
         (folder / "link.py").symlink_to(other / "evil.py")
     config = folder / "cfg.toml"
-    config.write_text(CONFIG.format(name=name), encoding="utf-8")
+    config.write_text(config_text(name), encoding="utf-8")
     line = one_line(*emvi("run", config, "--out", tmp_path / "runs")[::2])
     assert "model.name" in line and "outside the config's folder" in line, line
     assert not marker.exists()
@@ -105,7 +110,7 @@ def test_a_py_file_in_a_subfolder_of_the_config_is_used(marker, emvi, tmp_path):
     (tmp_path / "models" / "mine.py").write_text(FAMILY.format(marker=str(marker)),
                                                  encoding="utf-8")
     config = tmp_path / "cfg.toml"
-    config.write_text(CONFIG.format(name="models/mine.py:Counts"), encoding="utf-8")
+    config.write_text(config_text("models/mine.py:Counts"), encoding="utf-8")
     code, _, err = emvi("run", config, "--quiet", "--out", tmp_path / "runs")
     assert code == 0, err
     assert marker.exists()
@@ -114,7 +119,7 @@ def test_a_py_file_in_a_subfolder_of_the_config_is_used(marker, emvi, tmp_path):
 def _finished_user_run(tmp_path, emvi, marker) -> Path:
     (tmp_path / "mine.py").write_text(FAMILY.format(marker=str(marker)), encoding="utf-8")
     config = tmp_path / "cfg.toml"
-    config.write_text(CONFIG.format(name="mine.py:Counts"), encoding="utf-8")
+    config.write_text(config_text("mine.py:Counts", plots=True), encoding="utf-8")
     code, out, err = emvi("run", config, "--quiet", "--out", tmp_path / "runs")
     assert code == 0, err
     marker.unlink()

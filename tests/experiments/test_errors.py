@@ -267,12 +267,24 @@ def test_set_errors_in_a_config_of_several_experiments(emvi, tmp_path):
     assert "experiments.kmean.data.n" in line and "did you mean 'kmeans'" in line, line
 
 
-def _finished(emvi, tmp_path):
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One finished smoke run, made once for the module."""
     from pathlib import Path
 
-    code, out, err = emvi("run", "two_coins", "--smoke", "--quiet", "--out", tmp_path)
-    assert code == 0, err
-    return Path(out.strip().removeprefix("report: ")).parent
+    from experiments.cli import main
+
+    root = tmp_path_factory.mktemp("finished")
+    assert main(["run", "two_coins", "--smoke", "--quiet", "--out", str(root)]) == 0
+    return next(p for p in Path(root).glob("two_coins/*") if p.is_dir())
+
+
+@pytest.fixture
+def finished(finished_run, tmp_path):
+    """A private copy of the finished run, to damage."""
+    import shutil
+
+    return shutil.copytree(finished_run, tmp_path / finished_run.name)
 
 
 @pytest.mark.parametrize("edit, words", [
@@ -290,10 +302,10 @@ def _finished(emvi, tmp_path):
     (lambda m: m["experiments"]["two_coins"]["cells"][0]["fits"].update(
         xx=m["experiments"]["two_coins"]["cells"][0]["fits"]["em"]), "expected fits labelled"),
 ])
-def test_report_on_malformed_results_is_one_line(edit, words, emvi, tmp_path):
+def test_report_on_malformed_results_is_one_line(edit, words, emvi, finished):
     import json
 
-    run = _finished(emvi, tmp_path)
+    run = finished
     metrics = json.loads((run / "metrics.json").read_text())
     edit(metrics)
     (run / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
@@ -302,8 +314,8 @@ def test_report_on_malformed_results_is_one_line(edit, words, emvi, tmp_path):
 
 
 @pytest.mark.parametrize("content", ["{", "[1, 2]", '{"config": NaN}', "\xff\xfe"])
-def test_report_on_unreadable_results_is_one_line(content, emvi, tmp_path):
-    run = _finished(emvi, tmp_path)
+def test_report_on_unreadable_results_is_one_line(content, emvi, finished):
+    run = finished
     (run / "metrics.json").write_bytes(content.encode("latin-1"))
     line = one_line_error(*emvi("report", run)[::2])
     assert str(run / "metrics.json") in line, line
