@@ -215,8 +215,9 @@ def _os_message(exc: OSError) -> str:
 
 def _user_code(exc: BaseException) -> str | None:
     """``file line N`` where ``exc`` was raised inside a user's model file, else ``None``."""
-    registry = sys.modules.get("models.registry")
-    files = registry.user_files() if registry is not None else set()
+    from models import registry
+
+    files = registry.user_files()
     frames = traceback.extract_tb(exc.__traceback__) if files else []
     if frames and frames[-1].filename in files:
         return f"{frames[-1].filename} line {frames[-1].lineno}"
@@ -236,9 +237,11 @@ def user_error(exc: BaseException) -> str | None:
         return one_line(exc)
     if isinstance(exc, OSError):
         return _os_message(exc)
-    validation = sys.modules.get("models.validation")  # loaded if it could have raised
-    if validation is not None and isinstance(exc, (validation.InputError,
-                                                   validation.InputTypeError)):
+    try:  # loaded already when it could have raised; imported here only on this path
+        from models.validation import InputError, InputTypeError
+    except ImportError:
+        return None
+    if isinstance(exc, (InputError, InputTypeError)):
         return one_line(exc)
     where = _user_code(exc)
     if where is not None:
