@@ -1,5 +1,15 @@
-"""Experiments: TOML configs, the ``emvi`` command, run directories, plots and reports."""
+"""Experiments: TOML configs, the ``emvi`` command, run directories, plots and reports.
 
-from .config import Config, ConfigError, Experiment, load
+Importing this package is cheap: torch, Pyro and the models load only when a name
+below is first used, so the command can install its signal handling first.
+"""
 
 __all__ = ["Config", "ConfigError", "Experiment", "load"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from . import config
+
+        return getattr(config, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

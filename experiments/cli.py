@@ -1,6 +1,12 @@
 """The ``emvi`` command: run configs, list what ships, re-render reports.
 
-User errors print one line (``emvi: error: ...``) and exit 2; never a traceback.
+Exit status: 0 done; 2 a user error (a bad command line, config, data file or path),
+answered in one line ``emvi: error: ...``; 1 a bug in emvi, answered in one line that
+says so (``EMVI_DEBUG=1`` shows the traceback); 130 interrupted (Ctrl-C or SIGTERM).
+
+This module imports only the standard library at the top: torch, Pyro and the models
+load inside the commands, after the signal handling is in place, so an interrupt during
+start-up ends in one line too.
 """
 
 from __future__ import annotations
@@ -9,12 +15,12 @@ import argparse
 import os
 import signal
 import sys
+import threading
+import traceback
 import warnings
 from pathlib import Path
 
-from . import store
-from .config import CONFIG_DIR, ConfigError, load
-
+EXIT_BUG = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -61,21 +67,33 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
+def resume_hint(args, path) -> str:
+    """The command that finishes an interrupted run, with the options it was started with."""
+    import shlex
+
+    argv = ["emvi", "run", args.config]
+    for text in args.set or []:
+        argv += ["--set", text]
+    if args.smoke:
+        argv.append("--smoke")
+    argv += ["--out", str(args.out), "--resume", str(path)]
+    return shlex.join(argv)
+
+
 def cmd_run(args) -> int:
+    from .config import load
     from .runner import Interrupted, run
 
     config = load(args.config, args.set or [], smoke=args.smoke)
-    previous = signal.signal(signal.SIGTERM, _terminate)
     bars = Bars(args.quiet)
     try:
         path = run(config, Path(args.out), bars, resume=args.resume)
     except Interrupted as exc:
         print(f"emvi: interrupted; {exc.done} of {exc.total} cells kept in {exc.path}; "
-              f"finish with: emvi run {args.config} --resume {exc.path}", file=sys.stderr)
+              f"finish with: {resume_hint(args, exc.path)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         bars.fit_finished()  # a bar left open by an error would garble the message
-        signal.signal(signal.SIGTERM, previous)
     if not args.quiet:
         summarize(path)
     print(f"report: {path / 'report.md'}")
@@ -84,6 +102,8 @@ def cmd_run(args) -> int:
 
 def summarize(path: Path) -> None:
     """Print each experiment's comparison: a small table, or one line per sweep cell."""
+    from . import store
+
     metrics = store.read_json(path / "metrics.json")
     for name, exp in metrics["experiments"].items():
         cells = exp["cells"]
@@ -126,6 +146,8 @@ def cmd_list(args) -> int:
 
     from models import REGISTRY
 
+    from .config import CONFIG_DIR
+
     print("models:")
     for name, cls in sorted(REGISTRY.items()):
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
@@ -142,12 +164,12 @@ def cmd_list(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import render
+    from .report import render_run
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "metrics.json").is_file():
-        raise ConfigError(str(run_dir), "", "not a finished run directory (no metrics.json)")
-    path = render(run_dir, store.read_json(run_dir / "metrics.json"))
+    path, left_out = render_run(Path(args.run_dir), trust_model_code=args.trust_model_code)
+    for code in dict.fromkeys(left_out):
+        print(f"emvi: note: figures of the model {code} left out: drawing them runs its code; "
+              "pass --trust-model-code to draw them", file=sys.stderr)
     print(f"report: {path}")
     return 0
 
@@ -170,6 +192,9 @@ def parser() -> argparse.ArgumentParser:
     lst.set_defaults(func=cmd_list)
     rep = sub.add_parser("report", help="re-render a run's report and figures")
     rep.add_argument("run_dir")
+    rep.add_argument("--trust-model-code", action="store_true",
+                     help="import the model code (.py file or module) the run names, to "
+                     "redraw its figures; without it such figures are left out")
     rep.set_defaults(func=cmd_report)
     return top
 
@@ -178,26 +203,85 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _os_message(exc: OSError) -> str:
+    """``Permission denied: /x/y``: an OS error in one line, naming the path(s)."""
+    reason = exc.strerror or one_line(exc)
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    if not paths:
+        return f"system error: {reason}"
+    return f"{reason}: " + " -> ".join(os.fsdecode(p) if isinstance(p, bytes) else str(p)
+                                       for p in paths)
+
+
+def _user_code(exc: BaseException) -> str | None:
+    """``file line N`` where ``exc`` was raised inside a user's model file, else ``None``."""
+    from models import registry
+
+    files = registry.user_files()
+    frames = traceback.extract_tb(exc.__traceback__) if files else []
+    if frames and frames[-1].filename in files:
+        return f"{frames[-1].filename} line {frames[-1].lineno}"
+    return None
+
+
+def user_error(exc: BaseException) -> str | None:
+    """The one-line message for a user error, or ``None`` when ``exc`` is a bug in emvi.
+
+    User errors: a bad command line, a bad config, data or argument
+    (:class:`~models.validation.InputError`, :class:`~models.validation.InputTypeError`,
+    which :class:`~experiments.config.ConfigError` extends), an operating-system error on
+    a path (permissions, a full disk), and an exception raised inside the user's own model
+    file. Everything else is a bug.
+    """
+    if isinstance(exc, UsageError):
+        return one_line(exc)
+    if isinstance(exc, OSError):
+        return _os_message(exc)
+    try:  # loaded already when it could have raised; imported here only on this path
+        from models.validation import InputError, InputTypeError
+    except ImportError:
+        return None
+    if isinstance(exc, (InputError, InputTypeError)):
+        return one_line(exc)
+    where = _user_code(exc)
+    if where is not None:
+        return f"in your model code ({where}): {type(exc).__name__}: {one_line(exc)}"
+    return None
+
+
+def _handle_sigterm():
+    """SIGTERM ends the command like Ctrl-C; returns the handler to put back (or ``None``)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _terminate)
+
+
 def main(argv=None) -> int:
-    """The command; returns the exit status (0, 2 for an error, 130 when interrupted)."""
+    """The command; returns the exit status (0; 2 a user error; 1 a bug; 130 interrupted)."""
+    previous = _handle_sigterm()  # first, before anything heavy is imported
     try:
         args = parser().parse_args(argv)
         with warnings.catch_warnings():
             if not os.environ.get("EMVI_DEBUG"):  # results carry notes; library chatter is noise
                 warnings.simplefilter("ignore")
             return args.func(args)
-    except (UsageError, ConfigError, ValueError, TypeError, OSError) as exc:
-        print(f"emvi: error: {one_line(exc)}", file=sys.stderr)
-        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("emvi: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as exc:  # anything else still answers in one line
+    except Exception as exc:
+        message = user_error(exc)
         if os.environ.get("EMVI_DEBUG"):
             raise
-        print(f"emvi: error: {type(exc).__name__}: {one_line(exc)} (set EMVI_DEBUG=1 for "
-              "the traceback)", file=sys.stderr)
-        return EXIT_USER_ERROR
+        if message is not None:
+            print(f"emvi: error: {message}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        print(f"emvi: internal error: {type(exc).__name__}: {one_line(exc)} -- this is a bug "
+              "in emvi, not in your input; run again with EMVI_DEBUG=1 to see the traceback",
+              file=sys.stderr)
+        return EXIT_BUG
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

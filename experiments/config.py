@@ -23,13 +23,20 @@ import tomllib
 from inference.init import INIT_METHODS
 from inference.vi import OPTIMIZERS
 from models import registry
+from models.validation import InputError, InputTypeError
+
+from . import store
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 REQUIRED = object()
 
 
-class ConfigError(ValueError):
-    """A user error in a config: says which file and key, in one line."""
+class ConfigError(InputError):
+    """A user error in a config: says which file and key, in one line.
+
+    A subclass of :class:`~models.validation.InputError`: the command answers it in one
+    line with exit status 2, like every other error in what the user gave.
+    """
 
     def __init__(self, source, key: str, message: str):
         self.source, self.key, self.message = str(source), key, message
@@ -227,15 +234,6 @@ def model_options(name: str) -> dict[str, Any]:
     return registry.options(name)
 
 
-def _resolve_reference(name: str, base: Path) -> str:
-    """``my_models.py:Class`` relative to the config's folder -> an absolute reference."""
-    where, _, attr = name.rpartition(":")
-    if where.endswith(".py") or "/" in where or "\\" in where:
-        path = Path(where).expanduser()
-        return f"{(path if path.is_absolute() else base / path).resolve()}:{attr}"
-    return name
-
-
 def _model_section(raw, source, axes: list, base: Path) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(source, "model", "expected a table with at least `name`")
@@ -244,11 +242,11 @@ def _model_section(raw, source, axes: list, base: Path) -> dict:
     name = raw["name"]
     if not isinstance(name, str):
         raise ConfigError(source, "model.name", f"expected a string, got {name!r:.60}")
-    if registry.is_reference(name):
-        name = _resolve_reference(name, base)
     try:
+        if registry.is_reference(name):  # checked against the import policy, not imported
+            name = registry.resolve_reference(name, base)
         options = model_options(name)
-    except ValueError as exc:
+    except (InputError, InputTypeError) as exc:
         raise ConfigError(source, "model.name", str(exc).removeprefix("model: ")) from None
     out = {"name": name}
     for key, value in raw.items():
@@ -273,7 +271,7 @@ def build_model(options: dict, source, key: str = "model"):
     kwargs = {k: v for k, v in options.items() if k != "name"}
     try:
         return registry.build(options["name"], **kwargs)
-    except (TypeError, ValueError) as exc:
+    except (InputError, InputTypeError) as exc:
         raise ConfigError(source, key, str(exc).removeprefix("model: ")) from None
 
 
@@ -294,9 +292,35 @@ def _experiment(name: str, raw: dict, source, base: Path) -> Experiment:
         raise ConfigError(source, "truth", f"expected a table of values, got {truth!r:.60}")
     exp = Experiment(name, description, model, truth, axes=axes, **sections)
     _check_data_source(exp, source, base)
-    for _, _, cell in exp.cells():  # every cell must build: catch errors before running
+    folders: dict[str, str] = {}
+    for ident, _, cell in exp.cells():  # every cell must build: catch errors before running
         check_cell(cell, source)
+        folder = store.cell_dir(ident).casefold()
+        if folder in folders:
+            raise ConfigError(source, ", ".join(key for key, _ in axes), f"the sweep cells "
+                              f"{folders[folder]!r:.60} and {ident!r:.60} would share one "
+                              "folder: a sweep repeats a value")
+        folders[folder] = ident
     return exp
+
+
+def _shown(name: str) -> str:
+    """A name as it can appear in a one-line message (control characters escaped)."""
+    return name if name.isprintable() and len(name) <= 60 else repr(name)[:60]
+
+
+def check_names(names: list[str], source, prefix: str) -> None:
+    """Names that become folders: safe path components, not differing only in case."""
+    seen: dict[str, str] = {}
+    for name in names:
+        problem = store.name_problem(name)
+        if problem is not None:
+            raise ConfigError(source, f"{prefix}{_shown(name)}", f"not usable as a folder "
+                              f"name: {problem}")
+        if name.casefold() in seen:
+            raise ConfigError(source, f"{prefix}{_shown(name)}", f"differs only in case from "
+                              f"{seen[name.casefold()]!r}: their results would share a folder")
+        seen[name.casefold()] = name
 
 
 def _check_data_source(exp: Experiment, source, base: Path) -> None:
@@ -329,7 +353,7 @@ def check_cell(cell: Experiment, source) -> None:
         generator = generator_model(cell, source)
         try:
             generator.check_params(cell.truth, "truth")
-        except (TypeError, ValueError) as exc:
+        except (InputError, InputTypeError) as exc:
             raise ConfigError(source, "", str(exc)) from None
         if cell.data["file"] is None and cell.data["n"] < model.k:
             raise ConfigError(source, "data.n", f"expected at least k={model.k} observations, "
@@ -337,7 +361,7 @@ def check_cell(cell: Experiment, source) -> None:
     if cell.init["params"] is not None:
         try:
             model.check_params(cell.init["params"], "init.params")
-        except (TypeError, ValueError) as exc:
+        except (InputError, InputTypeError) as exc:
             raise ConfigError(source, "", str(exc)) from None
     for key in cell.plots["iterations"]:
         if not isinstance(key, int) or isinstance(key, bool) or key < 0:
@@ -373,6 +397,35 @@ def parse_assignment(text: str) -> tuple[list[str], Any]:
     except tomllib.TOMLDecodeError:
         value = raw.strip()
     return key.split("."), value
+
+
+def check_override(keys: list[str], raw: dict, multi: bool) -> None:
+    """Refuse an override whose key is unknown, naming the key as the user wrote it."""
+    written = ".".join(keys)
+    rest = keys
+    if keys[0] == "experiments":
+        if not multi:
+            raise ConfigError("--set", written, "this config has no [experiments.NAME] "
+                              "tables; give the key without 'experiments.'")
+        bodies = raw.get("experiments")
+        names = list(bodies) if isinstance(bodies, dict) else []
+        if len(keys) < 3 or keys[1] not in names:
+            raise ConfigError("--set", written, "expected experiments.NAME.key with NAME one "
+                              f"of {names}" + _suggest(keys[1] if len(keys) > 1 else "", names))
+        rest = keys[2:]
+    elif keys == ["description"]:
+        return
+    head = rest[0]
+    if head not in EXPERIMENT_KEYS:
+        raise ConfigError("--set", written, f"unknown key {head!r}"
+                          + _suggest(head, EXPERIMENT_KEYS) + f"; expected {list(EXPERIMENT_KEYS)}")
+    if head in SECTIONS and len(rest) > 1:
+        fields = SECTIONS[head]
+        if rest[1] not in fields:
+            raise ConfigError("--set", written, f"unknown key {rest[1]!r} in [{head}]"
+                              + _suggest(rest[1], fields) + f"; expected {list(fields)}")
+        if len(rest) > 2 and fields[rest[1]].kind is not dict:
+            raise ConfigError("--set", written, f"{head}.{rest[1]} is not a table")
 
 
 def _apply(raw: dict, path: list[str], value, source: str) -> None:
@@ -420,8 +473,14 @@ def load(config: str, overrides: list[str] = (), smoke: bool = False) -> Config:
     if multi and any(k in raw for k in EXPERIMENT_KEYS if k != "description"):
         raise ConfigError(source, "experiments", "give experiments either at the top level or "
                           "under [experiments.NAME], not both")
+    problem = store.name_problem(path.stem)
+    if problem is not None:
+        raise ConfigError(source, "", f"the file name {_shown(path.stem)!r} names the run "
+                          f"folder, and is not usable as a folder name: {problem}; rename "
+                          "the file")
     for text in overrides:
         keys, value = parse_assignment(text)
+        check_override(keys, raw, multi)
         if multi and keys[0] != "experiments":
             for body in raw["experiments"].values():
                 if isinstance(body, dict):
@@ -435,6 +494,7 @@ def load(config: str, overrides: list[str] = (), smoke: bool = False) -> Config:
         bodies = raw["experiments"]
         if not isinstance(bodies, dict) or not bodies:
             raise ConfigError(source, "experiments", "expected one or more [experiments.NAME]")
+        check_names(list(bodies), source, "experiments.")
         for name, body in bodies.items():
             if not isinstance(body, dict):
                 raise ConfigError(source, f"experiments.{name}", "expected a table")

@@ -7,11 +7,19 @@ with ``allow_pickle=False``.
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
 
+from models.validation import InputError, InputTypeError
+
 from .config import ConfigError
+
+#: a number as a CSV cell may hold it: ASCII digits, one optional sign, decimal point and
+#: exponent (Python's float() would also take "1_000" and non-ASCII digits)
+NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*|\s*[+-]?(nan|inf|infinity)\s*",
+                    re.IGNORECASE | re.ASCII)
 
 
 def read_table(path: str, columns, source, max_rows: int | None = None) -> np.ndarray:
@@ -20,8 +28,12 @@ def read_table(path: str, columns, source, max_rows: int | None = None) -> np.nd
     if path.suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, EOFError) as exc:
             raise ConfigError(source, "data.file", f"cannot read {path.name}: {exc}") from None
+        if not isinstance(array, np.ndarray):  # np.load opens a zip (.npz) archive too
+            getattr(array, "close", lambda: None)()
+            raise ConfigError(source, "data.file", f"{path.name} is an .npz archive (a zip "
+                              "of arrays), not one .npy array: save the data with numpy.save")
         if array.dtype.kind not in "biuf":
             raise ConfigError(source, "data.file", f"expected numbers in {path.name}, "
                               f"got dtype {array.dtype}")
@@ -40,7 +52,7 @@ def read_table(path: str, columns, source, max_rows: int | None = None) -> np.nd
             array = array[:, columns]
         return array[:max_rows].astype(np.float64)
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
+        with open(path, encoding="utf-8-sig", newline="") as handle:  # drops a BOM
             rows = list(csv.reader(handle))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, "data.file", f"cannot read {path.name}: {exc}") from None
@@ -66,6 +78,8 @@ def read_table(path: str, columns, source, max_rows: int | None = None) -> np.nd
     for i, row in enumerate(body):
         for j, col in enumerate(index):
             try:
+                if not NUMBER.fullmatch(row[col]):
+                    raise ValueError(row[col])
                 out[i, j] = float(row[col])
             except (ValueError, IndexError):
                 value = row[col] if col < len(row) else "<missing>"
@@ -79,10 +93,10 @@ def as_model_data(model, array: np.ndarray, source):
     """Shape a table for the model: one column becomes ``(n,)`` for scalar observations."""
     try:
         return model.check_data(array)
-    except ValueError as first:
+    except (InputError, InputTypeError) as first:
         if array.ndim == 2 and array.shape[1] == 1:
             try:
                 return model.check_data(array[:, 0])
-            except ValueError:
+            except (InputError, InputTypeError):
                 pass
         raise ConfigError(source, "data.file", str(first)) from None

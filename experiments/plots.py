@@ -29,8 +29,8 @@ def color(j: int) -> str:
     return CLUSTER[j % len(CLUSTER)]
 
 
-def save(fig: Figure, path: Path) -> Path:
-    """Write a figure atomically (PNG, 110 dpi)."""
+def save(fig: Figure, path: Path, within: Path) -> Path:
+    """Write a figure atomically (PNG, 110 dpi) inside the run directory ``within``."""
     import io
 
     from .store import write_atomic
@@ -38,7 +38,7 @@ def save(fig: Figure, path: Path) -> Path:
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue(), within)
     return path
 
 

@@ -1,4 +1,10 @@
-"""report.md and its figures, rendered from a run directory's saved results."""
+"""report.md and its figures, rendered from a run directory's saved results.
+
+A results file is data: re-rendering never imports code it names. The figures of a
+model given as user code (``file.py:Class`` or ``module:Class``) need that code, so
+``emvi report`` draws them only with ``--trust-model-code``; without it the report
+keeps its tables and says which figures were left out.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from models import registry
+
 from . import store
+from .config import ConfigError
 from .plots import CellView, cell_figures, save, sweep_figure
+from .schema import check_metrics
 
 LABEL = {"em": "EM", "vi": "VI"}
 
@@ -126,13 +136,48 @@ def _view(run_dir: Path, name: str, cell: dict) -> CellView:
     return CellView(cell, store.load_arrays(run_dir, name, cell["cell"]), header, rows)
 
 
-def render(run_dir: Path, metrics: dict) -> Path:
-    """Draw every figure and write report.md into ``run_dir``; returns the report path."""
+def render_run(run_dir: Path, trust_model_code: bool = False) -> tuple[Path, list[str]]:
+    """Re-render a finished run from its ``metrics.json``, checked first.
+
+    Returns:
+        ``(report path, user model code whose figures were left out)``.
+
+    Raises:
+        ConfigError: no, unreadable or malformed ``metrics.json`` (one line naming it).
+    """
     run_dir = Path(run_dir)
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        raise ConfigError(str(run_dir), "", "not a finished run directory (no metrics.json)")
+    try:
+        metrics = store.read_json(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), "", f"not a valid results file: {exc}") from None
+    check_metrics(metrics, str(path))
+    left_out: list[str] = []
+    return render(run_dir, metrics, trust_model_code, left_out), left_out
+
+
+def _model_code(cell: dict) -> str | None:
+    name = cell["model"]["name"]
+    return name if registry.is_reference(name) else None
+
+
+def render(run_dir: Path, metrics: dict, trust_model_code: bool = False,
+           left_out: list[str] | None = None) -> Path:
+    """Draw every figure and write report.md into ``run_dir``; returns the report path.
+
+    Args:
+        trust_model_code: import user model code the results name, to draw its figures.
+        left_out: collects the user model code whose figures were not drawn.
+    """
+    run_dir = Path(run_dir)
+    left_out = [] if left_out is None else left_out
     lines = [f"# {metrics['config']}", ""]
     if metrics.get("description"):
         lines += [metrics["description"], ""]
     for name, exp in metrics["experiments"].items():
+        store.check_name(name, "experiment name")
         lines += [f"## {name}", ""]
         if exp.get("description"):
             lines += [exp["description"], ""]
@@ -143,6 +188,10 @@ def render(run_dir: Path, metrics: dict) -> Path:
                   f"observations ({source}); "
                   f"init: {first['init']['method']} (seed {first['init']['seed']}, "
                   f"{first['init']['restarts']} restart(s)), shared by both fits.", ""]
+        code = _model_code(first)
+        drawable = code is None or trust_model_code
+        if not drawable:
+            left_out.append(code)
         figures = []
         if exp["axes"]:
             lines += sweep_table(exp) + [""]
@@ -150,14 +199,20 @@ def render(run_dir: Path, metrics: dict) -> Path:
             if fig is not None:
                 figures.append((f"{name}_sweep", fig))
             # the convergence figures of the last (largest) cell
-            figures += [(s, f) for s, f in cell_figures(_view(run_dir, name, cells[-1]), name,
-                                                         exp["plots"]) if s.endswith("objective")]
+            if drawable:
+                figures += [(s, f) for s, f in cell_figures(_view(run_dir, name, cells[-1]),
+                                                             name, exp["plots"])
+                            if s.endswith("objective")]
         else:
             lines += cell_tables(first) + [""]
-            if exp["plots"]["enabled"]:
+            if exp["plots"]["enabled"] and drawable:
                 figures += cell_figures(_view(run_dir, name, first), name, exp["plots"])
+        if not drawable:
+            lines += [f"Figures of the fitted model left out: drawing them imports the model "
+                      f"code `{code}`, which `emvi report` does only with "
+                      "`--trust-model-code`.", ""]
         for stem, fig in figures:
-            save(fig, run_dir / "plots" / f"{stem}.png")
+            save(fig, run_dir / "plots" / f"{stem}.png", run_dir)
             lines += [f"![{stem}](plots/{stem}.png)", ""]
     prov = metrics["provenance"]
     versions = ", ".join(f"{k} {v}" for k, v in prov["versions"].items() if v)
@@ -165,5 +220,5 @@ def render(run_dir: Path, metrics: dict) -> Path:
               f"{prov['torch_threads']} torch threads; git {prov['git_commit'] or 'n/a'}; "
               f"started {prov['started']}.", ""]
     path = run_dir / "report.md"
-    store.write_atomic(path, "\n".join(lines))
+    store.write_atomic(path, "\n".join(lines), run_dir)
     return path

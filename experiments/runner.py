@@ -8,7 +8,6 @@ plots/*.png, report.md, renamed into place when complete.
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,10 @@ import tomli_w
 import torch
 
 from inference import compare, fit_em, fit_vi
+from models import registry
+from models.validation import InputError, InputTypeError
 
-from . import store
+from . import memory, store
 from .config import Config, ConfigError, Experiment, build_model, generator_model
 from .data import as_model_data, read_table
 
@@ -86,11 +87,46 @@ def fit_summary(fit, data) -> dict:
     }
 
 
+def check_memory(cell: Experiment, model, n: int, event_numel: int, source, key: str) -> None:
+    """Refuse a cell whose estimated memory exceeds what the machine has available.
+
+    Raises:
+        ConfigError: naming ``key`` (``data.n`` or ``data.file``) and both numbers.
+    """
+    need = memory.cell_bytes(n, event_numel, model.k, cell.init["restarts"],
+                             cell.em["chunk_size"])
+    have = memory.available_bytes()
+    if have is not None and need > have:
+        raise ConfigError(source, key, f"n={n} observations of {event_numel} value(s) with "
+                          f"k={model.k} need about {memory.gib(need)} of memory, but "
+                          f"{memory.gib(have)} are available; use fewer observations")
+
+
+def check_plan_memory(config: Config) -> None:
+    """Before a run starts: every simulated cell's memory (a 1-point simulation gives the
+    size of one observation; nothing of size n is made)."""
+    for exp in config.experiments:
+        for _, _, cell in exp.cells():
+            if cell.data["file"] is not None:
+                continue  # checked once the file is read, before any fitting
+            generator = generator_model(cell, config.source)
+            try:
+                one = generator.simulate(generator.check_params(cell.truth, "truth"), n=1)
+                event_numel = max(1, one.data[0].numel())
+            except (InputError, InputTypeError):  # the cell itself reports it, when run
+                event_numel = 1
+            key = "data.n" if len(config.experiments) == 1 else f"experiments.{exp.name}.data.n"
+            check_memory(cell, build_model(cell.model, config.source), cell.data["n"],
+                         event_numel, config.source, key)
+
+
 def make_data(cell: Experiment, model, source):
     """``(data, true assignments or None, truth or None, generator k)`` for one cell."""
     if cell.data["file"] is not None:
         table = read_table(cell.data["file"], cell.data["columns"], source, cell.max_rows)
         data = as_model_data(model, table, source)
+        check_memory(cell, model, int(data.shape[0]), max(1, data[0].numel()), source,
+                     "data.file")
         truth = None
         if cell.truth is not None:
             truth = model.check_params(cell.truth, "truth")
@@ -119,7 +155,7 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
         raise ConfigError(source, "data", f"{data.shape[0]} observations for k={model.k}")
     try:
         init = make_init(cell, model, data)
-    except ValueError as exc:
+    except (InputError, InputTypeError) as exc:
         raise ConfigError(source, "init", str(exc)) from None
 
     fits = {}
@@ -192,35 +228,107 @@ def resolved_toml(config: Config) -> str:
     return tomli_w.dumps(config.to_dict())
 
 
-def start(config: Config, root: Path, resume: Path | None) -> Path:
-    """The ``.partial`` run directory: new, or the one being resumed (checked)."""
+def input_files(config: Config) -> list[str]:
+    """The files a run reads: data files and user model files (absolute paths)."""
+    files = []
+    for exp in config.experiments:
+        if exp.data["file"] is not None:
+            files.append(exp.data["file"])
+        name = exp.model["name"]
+        if registry.is_reference(name):
+            where = name.rpartition(":")[0]
+            if where.endswith(".py") or "/" in where:
+                files.append(where)
+    return sorted(set(files))
+
+
+def inputs(config: Config) -> dict:
+    """What a resumed run must find unchanged: each input file's SHA-256, torch threads."""
+    return {"files": {path: store.sha256(Path(path)) for path in input_files(config)},
+            "torch_threads": torch.get_num_threads()}
+
+
+def changed_inputs(recorded: dict, now: dict) -> list[str]:
+    """What differs between two :func:`inputs` records, one phrase each."""
+    changes = []
+    before, after = recorded.get("files"), now["files"]
+    before = before if isinstance(before, dict) else {}
+    for path in sorted(set(before) | set(after)):
+        if path not in after:
+            changes.append(f"{path} is no longer an input")
+        elif path not in before:
+            changes.append(f"{path} is a new input")
+        elif before[path] != after[path]:
+            changes.append(f"{path} changed (sha256 {before[path][:12]}... now "
+                           f"{after[path][:12]}...)")
+    threads = recorded.get("torch_threads")
+    if threads != now["torch_threads"]:
+        changes.append(f"torch threads: the run started with {threads}, now "
+                       f"{now['torch_threads']} (set OMP_NUM_THREADS={threads})")
+    return changes
+
+
+def start(config: Config, root: Path, resume: Path | None) -> tuple[Path, int, list[Path]]:
+    """The ``.partial`` run directory, locked: new, or the one being resumed (checked).
+
+    Returns:
+        ``(run directory, lock, folders created for it)``.
+    """
     text = resolved_toml(config)
+    record = inputs(config)
     if resume is None:
-        run = store.new_run(root, config.name)
-        store.write_atomic(run / "config.toml", text)
-        store.write_json(run / "provenance.json", store.provenance())
-        return run
+        run, created = store.new_run(root, config.name)
+        try:
+            fd = store.lock(run)
+            store.write_atomic(run / "config.toml", text, run)
+            store.write_json(run / "inputs.json", record, run)
+            store.write_json(run / "provenance.json", store.provenance(), run)
+        except BaseException:
+            store.remove_run(run, created)
+            raise
+        return run, fd, created
     run = Path(resume)
     if not run.is_dir() or not (run / "config.toml").is_file():
         raise ConfigError(str(resume), "--resume", "not a run directory (no config.toml)")
     if not run.name.endswith(store.PARTIAL):
         raise ConfigError(str(resume), "--resume", "this run is already complete")
-    if (run / "config.toml").read_text(encoding="utf-8") != text:
-        raise ConfigError(str(resume), "--resume", "the run was started from a different "
-                          "config (or other --set/--smoke options)")
-    return run
+    fd = store.lock(run)  # one process at a time; then look again, under the lock
+    try:
+        if not (run / "config.toml").is_file():
+            raise ConfigError(str(resume), "--resume", "not a run directory (no config.toml)")
+        if (run / "config.toml").read_text(encoding="utf-8") != text:
+            raise ConfigError(str(resume), "--resume", "the run was started from a different "
+                              "config (or other --set/--smoke options)")
+        try:
+            recorded = store.read_json(run / "inputs.json")
+        except (OSError, ValueError) as exc:
+            raise ConfigError(str(resume), "--resume", f"cannot check the run's inputs "
+                              f"(inputs.json: {exc})") from None
+        changes = changed_inputs(recorded if isinstance(recorded, dict) else {}, record)
+        if changes:
+            more = f" (and {len(changes) - 1} more)" if len(changes) > 1 else ""
+            raise ConfigError(str(resume), "--resume", f"the inputs differ from the run's: "
+                              f"{changes[0]}{more}; start a new run instead")
+    except BaseException:
+        store.unlock(fd)
+        raise
+    return run, fd, []
 
 
 def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = None,
         resume: Path | None = None) -> Path:
     """Run every cell of every experiment that is not already on disk; return the run dir.
 
+    Each cell runs with torch's global random state forked and seeded (nothing should
+    draw from it; if anything does, it repeats), so the caller's state is unchanged.
+
     Raises:
         Interrupted: on Ctrl-C/SIGTERM, with the finished cells kept.
         ConfigError: for user errors found while running; a fresh run leaves nothing.
     """
     reporter = reporter or Reporter()
-    run_dir = start(config, Path(root), resume)
+    check_plan_memory(config)
+    run_dir, fd, created = start(config, Path(root), resume)
     plan = [(exp, ident, values, cell) for exp in config.experiments
             for ident, values, cell in exp.cells()]
     done = 0
@@ -230,23 +338,23 @@ def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = N
                 done += 1
                 continue
             reporter.cell_started(exp.name, ident, index, len(plan))
-            torch.manual_seed(0)  # nothing should draw from it; if anything does, it repeats
-            result, history, arrays = run_cell(cell, config.source, reporter)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                result, history, arrays = run_cell(cell, config.source, reporter)
             result = {"experiment": exp.name, "cell": ident, "values": values, **result}
             store.save_cell(run_dir, exp.name, ident, _clean(result), history, arrays)
             done += 1
-        return finalize(run_dir, config)
+        final = finalize(run_dir, config)
     except KeyboardInterrupt:
+        store.unlock(fd)
         raise Interrupted(run_dir, done, len(plan)) from None
     except BaseException:
         if resume is None:  # a fresh run that failed leaves nothing behind
-            shutil.rmtree(run_dir, ignore_errors=True)
-            for parent in (run_dir.parent, run_dir.parent.parent):
-                try:
-                    parent.rmdir()  # only if empty
-                except OSError:
-                    break
+            store.remove_run(run_dir, created)
+        store.unlock(fd)
         raise
+    store.unlock(fd, final)
+    return final
 
 
 def finalize(run_dir: Path, config: Config) -> Path:
@@ -254,9 +362,9 @@ def finalize(run_dir: Path, config: Config) -> Path:
     from .report import render
 
     metrics = aggregate(run_dir, config)
-    store.write_json(run_dir / "metrics.json", metrics)
-    store.write_atomic(run_dir / "history.csv", combined_history(run_dir, metrics))
-    render(run_dir, metrics)
+    store.write_json(run_dir / "metrics.json", metrics, run_dir)
+    store.write_atomic(run_dir / "history.csv", combined_history(run_dir, metrics), run_dir)
+    render(run_dir, metrics, trust_model_code=True)  # the config named this model's code
     return store.finish(run_dir)
 
 

@@ -25,3 +25,16 @@ def test_numpy_files_are_read_without_pickle():
     assert "allow_pickle=False" in source
     store = (ROOT / "experiments" / "store.py").read_text(encoding="utf-8")
     assert "allow_pickle=False" in store
+
+
+def test_only_the_registry_imports_code_by_name():
+    """Dynamic imports live in models/registry.py alone, behind its import policy (tested in
+    tests/experiments/test_code_policy.py)."""
+    dynamic = re.compile(r"import_module\(|spec_from_file_location\(|exec_module\(|"
+                         r"runpy\.|importlib\.import")
+    offenders = [f"{path.relative_to(ROOT)}:{number}"
+                 for folder in ("models", "inference", "experiments")
+                 for path in (ROOT / folder).rglob("*.py") if path.name != "registry.py"
+                 for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                 if dynamic.search(line.split("#")[0])]
+    assert not offenders, offenders

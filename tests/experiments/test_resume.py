@@ -107,3 +107,70 @@ def test_resume_refuses_a_complete_or_a_different_run(emvi, tmp_path):
     assert code == 2 and "different config" in err
     code, _, err = emvi("run", "two_coins", "--smoke", "--resume", tmp_path / "nope")
     assert code == 2 and "not a run directory" in err
+
+
+def test_resume_hint_repeats_the_options_the_run_was_started_with(partial_run, tmp_path, emvi):
+    import shlex
+
+    config, partial, err = partial_run
+    assert len(err.strip().splitlines()) == 1
+    hint = err.split("finish with: ", 1)[1].strip()
+    assert shlex.split(hint) == ["emvi", "run", str(config), "--set", "vi.steps=4",
+                                 "--out", str(tmp_path / "out dir"), "--resume", str(partial)]
+    code, out, err = emvi(*shlex.split(hint)[1:], "--quiet")
+    assert code == 0, err
+
+
+def test_resume_refuses_a_changed_data_file(partial_run, tmp_path, emvi):
+    config, partial, _ = partial_run
+    data = tmp_path / "d.csv"
+    lines = data.read_text().splitlines()
+    data.write_text("\n".join(lines[: len(lines) // 2]) + "\n", encoding="utf-8")  # halved
+    code, _, err = emvi("run", config, "--set", "vi.steps=4", "--resume", partial)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{data} changed" in err and "sha256" in err
+    assert len(list((partial / "cells" / "my_sweep").iterdir())) == 1  # nothing mixed in
+
+
+def test_resume_refuses_another_thread_count(partial_run, emvi):
+    import torch
+
+    config, partial, _ = partial_run
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        code, _, err = emvi("run", config, "--set", "vi.steps=4", "--resume", partial)
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"torch threads: the run started with {threads}, now {threads + 1}" in err
+
+
+def test_a_truncated_cell_is_recomputed_on_resume(partial_run, emvi):
+    config, partial, _ = partial_run
+    (cell,) = (partial / "cells" / "my_sweep").iterdir()
+    result = cell / "result.json"
+    result.write_text(result.read_text()[:100], encoding="utf-8")  # cut mid-file
+    code, out, err = emvi("run", config, "--set", "vi.steps=4", "--resume", partial, "--quiet")
+    assert code == 0, err
+    final = partial.with_name(partial.name.removesuffix(".partial"))
+    cells = json.loads((final / "metrics.json").read_text())["experiments"]["my_sweep"]["cells"]
+    assert [c["cell"] for c in cells] == ["seed=0", "seed=1", "seed=2"]
+    assert not (final / ".lock").exists()
+
+
+def test_a_run_in_use_cannot_be_resumed_twice(partial_run, emvi):
+    from experiments import store
+
+    config, partial, _ = partial_run
+    fd = store.lock(partial)  # as a second process resuming it would hold it
+    try:
+        code, _, err = emvi("run", config, "--set", "vi.steps=4", "--resume", partial)
+    finally:
+        store.unlock(fd)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "in use by another emvi process" in err and f"pid {os.getpid()}" in err
+    # a lock file left by a process that died holds nothing: the resume goes ahead
+    (partial / ".lock").write_text("999999999\n", encoding="utf-8")
+    code, _, err = emvi("run", config, "--set", "vi.steps=4", "--resume", partial, "--quiet")
+    assert code == 0, err
