@@ -24,7 +24,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PIP) -e '.[dev,bench]'
-	$(BIN)/python -m experiments.benchmarks
+	$(BIN)/python -m emvi.experiments.benchmarks
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis *.egg-info

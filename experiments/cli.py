@@ -144,8 +144,7 @@ def comparison_table(name: str, cell: dict) -> str:
 def cmd_list(args) -> int:
     import tomllib
 
-    from models import REGISTRY
-
+    from ..models import REGISTRY
     from .config import CONFIG_DIR
 
     print("models:")
@@ -215,7 +214,7 @@ def _os_message(exc: OSError) -> str:
 
 def _user_code(exc: BaseException) -> str | None:
     """``file line N`` where ``exc`` was raised inside a user's model file, else ``None``."""
-    from models import registry
+    from ..models import registry
 
     files = registry.user_files()
     frames = traceback.extract_tb(exc.__traceback__) if files else []
@@ -238,7 +237,7 @@ def user_error(exc: BaseException) -> str | None:
     if isinstance(exc, OSError):
         return _os_message(exc)
     try:  # loaded already when it could have raised; imported here only on this path
-        from models.validation import InputError, InputTypeError
+        from ..models.validation import InputError, InputTypeError
     except ImportError:
         return None
     if isinstance(exc, (InputError, InputTypeError)):

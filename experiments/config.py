@@ -20,11 +20,10 @@ from typing import Any
 
 import tomllib
 
-from inference.init import INIT_METHODS
-from inference.vi import OPTIMIZERS
-from models import registry
-from models.validation import InputError, InputTypeError
-
+from ..inference.init import INIT_METHODS
+from ..inference.vi import OPTIMIZERS
+from ..models import registry
+from ..models.validation import InputError, InputTypeError
 from . import store
 
 CONFIG_DIR = Path(__file__).parent / "configs"

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.validation import InputError, InputTypeError
-
+from ..models.validation import InputError, InputTypeError
 from .config import ConfigError
 
 #: a number as a CSV cell may hold it: ASCII digits, one optional sign, decimal point and

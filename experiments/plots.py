@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse
 
-from models.params import Params
+from ..models.params import Params
 
 STYLE = {"em": {"color": "tab:blue", "ls": "-"}, "vi": {"color": "tab:orange", "ls": "--"},
          "truth": {"color": "black", "ls": ":"}}
@@ -46,7 +46,7 @@ class CellView:
     """A saved cell, rebuilt: model, data, truth, final and per-iteration parameters."""
 
     def __init__(self, result: dict, arrays: dict, header: list[str], rows: list[list[str]]):
-        from models.registry import build
+        from ..models.registry import build
 
         self.result = result
         options = {k: v for k, v in result["model"].items() if k != "name"}
@@ -223,7 +223,7 @@ def _order_like(view: CellView, params: Params) -> np.ndarray:
     """Component order matching the truth (when known), for side-by-side pictures."""
     if view.truth is None:
         return np.arange(view.model.k)
-    from inference.compare import alignment
+    from ..inference.compare import alignment
 
     return np.asarray(alignment(view.model, view.truth, params))
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models import registry
-
+from ..models import registry
 from . import store
 from .config import ConfigError
 from .plots import CellView, cell_figures, save, sweep_figure

@@ -14,10 +14,9 @@ import numpy as np
 import tomli_w
 import torch
 
-from inference import compare, fit_em, fit_vi
-from models import registry
-from models.validation import InputError, InputTypeError
-
+from ..inference import compare, fit_em, fit_vi, initialize
+from ..models import registry
+from ..models.validation import InputError, InputTypeError
 from . import memory, store
 from .config import Config, ConfigError, Experiment, build_model, generator_model
 from .data import as_model_data, read_table
@@ -143,7 +142,7 @@ def make_init(cell: Experiment, model, data):
     init = cell.init
     if init["method"] == "params":
         return model.check_params(init["params"], "init.params")
-    return model.initialize(data, method=init["method"], seed=init["seed"],
+    return initialize(model, data, method=init["method"], seed=init["seed"],
                             restarts=init["restarts"])
 
 

@@ -7,9 +7,8 @@ naming the file and the key (``experiments.x.cells[0].fits: missing``), never a
 
 from __future__ import annotations
 
-from models import registry
-from models.validation import InputError
-
+from ..models import registry
+from ..models.validation import InputError
 from . import store
 from .config import ConfigError
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.validation import InputError
+from ..models.validation import InputError
 
 PARTIAL = ".partial"
 LOCK = ".lock"

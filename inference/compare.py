@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from models.params import Params
-from models.validation import InputError, InputTypeError, check_real
+from ..models.params import Params
+from ..models.validation import InputError, InputTypeError, check_real
 
 
 def alignment(model, reference: Params, other: Params) -> np.ndarray:

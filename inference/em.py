@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from models.params import Params
-from models.validation import (
+from ..models.params import Params
+from ..models.validation import (
     InputError,
     check_bool,
     check_callable,
@@ -35,7 +35,6 @@ from models.validation import (
     check_real,
     precision_notes,
 )
-
 from .fit import Fit, Progress, warnings_as_notes
 
 #: prepared statistics up to this size are computed once and kept for all iterations

@@ -12,9 +12,8 @@ import torch
 from pyro import poutine
 from pyro.infer import TraceEnum_ELBO, infer_discrete
 
-from models.base import ASSIGNMENT
-from models.params import Params
-
+from ..models.base import ASSIGNMENT
+from ..models.params import Params
 from .vi import pyro_objective
 
 

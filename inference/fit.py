@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 from torch.distributions import constraints
 
-from models.params import Params
+from ..models.params import Params
 
 
 @contextmanager

@@ -11,8 +11,8 @@ import math
 
 import torch
 
-from models.params import Params
-from models.validation import InputError, check_int, check_k
+from ..models.params import Params
+from ..models.validation import InputError, check_int, check_k
 
 INIT_METHODS = ("random", "random_points", "kmeans++", "kmeans", "random_params")
 
@@ -36,7 +36,7 @@ def sample_proportional(weights: torch.Tensor, count: int, generator) -> torch.T
 def standardise(points: torch.Tensor) -> torch.Tensor:
     """Points centred and divided by one power of two near their extent: distances keep
     their ratios exactly and their squares stay finite for any finite input."""
-    from models.families.gaussian_numerics import reference, standardised
+    from ..models.families.gaussian_numerics import reference, standardised
 
     return standardised(points, reference(points, common=True)).T
 
@@ -91,8 +91,7 @@ def initial_responsibilities(points, k: int, method: str, generator) -> torch.Te
     if method == "kmeans++":
         return _nearest(points, centres, k)
     if method == "kmeans":
-        from models.kmeans import KMeans
-
+        from ..models.kmeans import KMeans
         from .em import fit_em
 
         lloyd = KMeans(k=k, dim=points.shape[1])

@@ -21,8 +21,8 @@ import pyro
 import torch
 from pyro.infer import TraceEnum_ELBO, config_enumerate
 
-from models.params import Params, interior
-from models.validation import (
+from ..models.params import Params, interior
+from ..models.validation import (
     InputError,
     check_callable,
     check_int,
@@ -30,7 +30,6 @@ from models.validation import (
     check_real,
     precision_notes,
 )
-
 from .fit import Fit, Progress, warnings_as_notes
 
 OPTIMIZERS = ("adam", "lbfgs")

@@ -26,6 +26,7 @@ from .params import DTYPE, Params, ParamSpec
 from .pyro_model import PyroModel
 from .registry import REGISTRY, build, model_class, register
 from .two_coins import TwoCoins
+from .validation import InputError, InputTypeError
 
 __all__ = [
     "ASSIGNMENT", "COVARIANCE_TYPES", "OBSERVATION", "DTYPE", "EStep", "LatentModel",
@@ -33,5 +34,6 @@ __all__ = [
     "Binomial", "Gaussian", "GaussianMixture", "KMeans", "Mixture", "ParamSpec", "Params",
     "REGISTRY", "build", "model_class", "register", "TwoCoins", "Bernoulli", "Categorical",
     "Exponential", "LinearRegression", "Poisson", "BernoulliMixture", "CategoricalMixture",
-    "ExponentialMixture", "PoissonMixture", "RegressionMixture", "PyroModel",
+    "ExponentialMixture", "PoissonMixture", "RegressionMixture", "PyroModel", "InputError",
+    "InputTypeError",
 ]

@@ -287,9 +287,3 @@ class LatentModel:
         """Reference values for statistics when an M-step starts from responsibilities
         alone (default: none needed)."""
         return Params()
-
-    def initialize(self, data, method: str = "kmeans++", seed: int = 0, restarts: int = 1):
-        """Initial parameters shared by both paths; see :func:`inference.init.initialize`."""
-        from inference.init import initialize  # strategies live once, beside the loops
-
-        return initialize(self, data, method=method, seed=seed, restarts=restarts)

@@ -6,7 +6,7 @@ missing from this table fails ``test_every_registered_model_has_a_case``.
 
 from __future__ import annotations
 
-from models import (
+from emvi.models import (
     BernoulliMixture,
     CategoricalMixture,
     ExponentialMixture,

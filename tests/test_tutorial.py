@@ -30,7 +30,7 @@ def test_tutorial_has_both_models_and_their_commands():
 
 @pytest.mark.slow
 def test_tutorial_runs_as_written(tmp_path, monkeypatch, capsys):
-    from experiments.cli import main
+    from emvi.experiments.cli import main
 
     monkeypatch.chdir(tmp_path)
     for lang, name, body in blocks():

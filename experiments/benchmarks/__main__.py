@@ -5,7 +5,7 @@ the same initial parameters, and reports medians and the ratio anchor / ours
 (> 1: we are faster). Results go to ``experiments/benchmarks/results/`` as JSON.
 The anchors are the optional ``[bench]`` extra; nothing here runs in ``make test``.
 
-    python -m experiments.benchmarks [--quick] [--only NAME ...] [--repeats R]
+    python -m emvi.experiments.benchmarks [--quick] [--only NAME ...] [--repeats R]
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def bench_gmm_iteration(repeats: int, quick: bool) -> list[dict]:
     """One EM iteration, full covariances, same init, tol=0 and a fixed iteration count."""
     from sklearn.mixture import GaussianMixture as Anchor
 
-    from inference import fit_em
-    from models import GaussianMixture
+    from ...inference import fit_em, initialize
+    from ...models import GaussianMixture
 
     out = []
     for (n, d, k), iters in GMM_SHAPES:
@@ -79,7 +79,7 @@ def bench_gmm_iteration(repeats: int, quick: bool) -> list[dict]:
             n, iters = min(n, 100_000), min(iters, 20)
         data = blobs(n, d, k, seed=0)
         model = GaussianMixture(k=k, dim=d, covariance="full")
-        init = model.initialize(data[:20_000], method="kmeans++", seed=0)
+        init = initialize(model, data[:20_000], method="kmeans++", seed=0)
         x = data.numpy()
         anchor = Anchor(k, covariance_type="full", max_iter=iters, tol=0.0,
                         init_params="random_from_data", weights_init=init["weights"].numpy(),
@@ -107,8 +107,8 @@ def bench_restarts(repeats: int, quick: bool) -> list[dict]:
     """Ten restarts (k-means++ starts, 100 iterations each) vs ``n_init=10``."""
     from sklearn.mixture import GaussianMixture as Anchor
 
-    from inference import fit_em
-    from models import GaussianMixture
+    from ...inference import fit_em, initialize
+    from ...models import GaussianMixture
 
     n, d, k, iters, restarts = (3_000, 2, 3, 100, 10)
     data = blobs(n, d, k, seed=1)
@@ -116,7 +116,7 @@ def bench_restarts(repeats: int, quick: bool) -> list[dict]:
     model = GaussianMixture(k=k, dim=d, covariance="full")
 
     def ours():
-        init = model.initialize(data, method="kmeans++", seed=0, restarts=restarts)
+        init = initialize(model, data, method="kmeans++", seed=0, restarts=restarts)
         fit_em(model, data, init, max_iter=iters, tol=None, record_params=False)
 
     anchor = Anchor(k, covariance_type="full", max_iter=iters, tol=0.0, n_init=restarts,
@@ -134,9 +134,9 @@ def bench_kmeans(repeats: int, quick: bool) -> list[dict]:
     """Lloyd's algorithm (hard EM on KMeans) vs scikit-learn's KMeans(algorithm='lloyd')."""
     from sklearn.cluster import KMeans as Anchor
 
-    from inference import fit_em
-    from inference.init import kmeans_plusplus
-    from models import KMeans
+    from ...inference import fit_em
+    from ...inference.init import kmeans_plusplus
+    from ...models import KMeans
 
     out = []
     for n, d, k in KMEANS_SHAPES:
@@ -178,13 +178,14 @@ def bench_pyro_step(repeats: int, quick: bool) -> list[dict]:
     import pyro
     from pyro.infer import TraceEnum_ELBO
 
-    from inference.vi import pyro_objective
-    from models import GaussianMixture
+    from ...inference import initialize
+    from ...inference.vi import pyro_objective
+    from ...models import GaussianMixture
 
     n, d, k = (10_000, 2, 3)
     data = blobs(n, d, k, seed=3)
     model = GaussianMixture(k=k, dim=d, covariance="full")
-    init = model.initialize(data, method="kmeans++", seed=0)
+    init = initialize(model, data, method="kmeans++", seed=0)
     pyro_model, guide = pyro_objective(model, {}, dict(init))
     elbo = TraceEnum_ELBO(max_plate_nesting=1)
     leaves = {name: v.clone().requires_grad_() for name, v in init.items()}
@@ -217,7 +218,7 @@ BENCHMARKS = {"gmm": bench_gmm_iteration, "restarts": bench_restarts, "kmeans": 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.benchmarks")
+    parser = argparse.ArgumentParser(prog="python -m emvi.experiments.benchmarks")
     parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smaller shapes (a smoke check)")

@@ -4,7 +4,7 @@ import pytest
 @pytest.fixture
 def emvi(capsys):
     """Run the CLI in-process: returns (exit code, stdout, stderr)."""
-    from experiments.cli import main
+    from emvi.experiments.cli import main
 
     def call(*args):
         code = main([str(a) for a in args])
@@ -52,7 +52,7 @@ plots = { enabled = false }
 @pytest.fixture
 def partial_run(tmp_path, monkeypatch, emvi):
     """A sweep over a data file interrupted after its first cell: ``(config, partial, err)``."""
-    import experiments.runner as runner
+    import emvi.experiments.runner as runner
 
     rows = [f"{x}" for x in [1.0, 1.2, 0.9, 5.0, 5.3, 4.8, 1.1, 5.1] * 3]
     (tmp_path / "d.csv").write_text("height\n" + "\n".join(rows) + "\n", encoding="utf-8")

@@ -15,7 +15,7 @@ import pytest
 FAMILY = """
 from pathlib import Path
 Path({marker!r}).write_text("imported", encoding="utf-8")  # top-level code: a side effect
-from models.families.poisson import Poisson
+from emvi.models.families.poisson import Poisson
 
 
 class Counts(Poisson):
@@ -74,7 +74,7 @@ def test_an_installed_module_is_refused_before_its_code_runs(installed, marker, 
 
 def test_a_module_advertised_as_an_entry_point_is_used(installed, marker, emvi, write_config,
                                                        tmp_path, monkeypatch):
-    from models import registry
+    from emvi.models import registry
 
     def entry_points(group):
         assert group == "emvi.models"
@@ -160,8 +160,8 @@ def test_report_draws_user_model_figures_with_the_flag(tmp_path, emvi, marker):
 def test_both_registry_layers_refuse_an_unadvertised_module(installed, marker, tmp_path):
     """The config-time check (resolve_reference) and the import itself (load_reference, also
     reached from Python's ``build``) each refuse on their own."""
-    from models import registry
-    from models.validation import InputError
+    from emvi.models import registry
+    from emvi.models.validation import InputError
 
     with pytest.raises(InputError, match="entry-point group"):
         registry.resolve_reference(f"{installed}:Counts", tmp_path)

@@ -58,8 +58,8 @@ def test_bad_command_line(emvi):
 
 def test_fit_failing_mid_run_leaves_no_run_directory(emvi, write_config, coins_config,
                                                      tmp_path, monkeypatch):
-    import experiments.runner as runner
-    from models.validation import InputError
+    import emvi.experiments.runner as runner
+    from emvi.models.validation import InputError
 
     def broken(*args, **kwargs):
         raise InputError("vi: the optimiser produced NaN")
@@ -73,8 +73,8 @@ def test_fit_failing_mid_run_leaves_no_run_directory(emvi, write_config, coins_c
 
 def test_failed_run_keeps_an_out_folder_the_user_made(emvi, write_config, coins_config,
                                                       tmp_path, monkeypatch):
-    import experiments.runner as runner
-    from models.validation import InputError
+    import emvi.experiments.runner as runner
+    from emvi.models.validation import InputError
 
     def broken(*args, **kwargs):
         raise InputError("vi: refused")
@@ -91,7 +91,7 @@ def test_failed_run_keeps_an_out_folder_the_user_made(emvi, write_config, coins_
                                    ValueError("a plain ValueError from inside emvi")])
 def test_a_bug_exits_1_with_one_line_saying_so(error, emvi, write_config, coins_config,
                                                tmp_path, monkeypatch):
-    import experiments.runner as runner
+    import emvi.experiments.runner as runner
 
     def broken(*args, **kwargs):
         raise error
@@ -112,8 +112,8 @@ def test_a_bug_exits_1_with_one_line_saying_so(error, emvi, write_config, coins_
 
 def test_an_error_raised_in_the_users_model_file_names_it(emvi, write_config, tmp_path):
     (tmp_path / "user.py").write_text(
-        "from models import Family\n"
-        "from models.families.poisson import Poisson\n"
+        "from emvi import Family\n"
+        "from emvi.models.families.poisson import Poisson\n"
         "class Counts(Poisson):\n"
         "    name = 'counts'\n"
         "    def check_data(self, data, name='data'):\n"
@@ -134,7 +134,7 @@ data = {{ n = 50, seed = 0 }}
     (None, "missing.py:Counts", "no such file"),
     ("class Other:\n    pass\n", "user.py:Counts", "no class 'Counts' in"),
     ("class Counts:\n    pass\n", "user.py:Counts", "does not meet the model contract"),
-    ("from models import Family\nclass Counts(Family):\n    pass\n", "user.py:Counts",
+    ("from emvi import Family\nclass Counts(Family):\n    pass\n", "user.py:Counts",
      "does not define"),
     ("raise RuntimeError('broken on import')\n", "user.py:Counts", "broken on import"),
     (None, "no_such_module_xyz:Counts", "entry-point group 'emvi.models'"),
@@ -272,7 +272,7 @@ def finished_run(tmp_path_factory):
     """One finished smoke run, made once for the module."""
     from pathlib import Path
 
-    from experiments.cli import main
+    from emvi.experiments.cli import main
 
     root = tmp_path_factory.mktemp("finished")
     assert main(["run", "two_coins", "--smoke", "--quiet", "--out", str(root)]) == 0
@@ -323,8 +323,8 @@ def test_report_on_unreadable_results_is_one_line(content, emvi, finished):
 
 def test_a_huge_n_is_refused_before_anything_is_allocated(emvi, write_config, coins_config,
                                                           tmp_path, monkeypatch):
-    from experiments import memory
-    from models import TwoCoins
+    from emvi.experiments import memory
+    from emvi.models import TwoCoins
 
     sizes = []
     real = TwoCoins.simulate
@@ -343,7 +343,7 @@ def test_a_huge_n_is_refused_before_anything_is_allocated(emvi, write_config, co
 
 
 def test_memory_estimate_grows_with_n_k_and_restarts():
-    from experiments.memory import available_bytes, cell_bytes
+    from emvi.experiments.memory import available_bytes, cell_bytes
 
     base = cell_bytes(1000, 2, 3)
     assert cell_bytes(2000, 2, 3) == 2 * base
@@ -355,9 +355,8 @@ def test_memory_estimate_grows_with_n_k_and_restarts():
 
 def test_a_run_leaves_the_callers_random_state_unchanged(coins_config, write_config, tmp_path):
     import torch
-
-    from experiments.config import load
-    from experiments.runner import run
+    from emvi.experiments.config import load
+    from emvi.experiments.runner import run
 
     config = load(str(write_config(coins_config.replace('method = "params"',
                                                          'method = "random"'))))
@@ -371,7 +370,7 @@ def test_a_non_finite_number_is_saved_as_null_never_as_nan(emvi, write_config, c
                                                            tmp_path, monkeypatch):
     import json
 
-    import experiments.runner as runner
+    import emvi.experiments.runner as runner
 
     real = runner.fit_summary
 

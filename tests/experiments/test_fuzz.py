@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 import tomli_w
 import tomllib
+from emvi.experiments.config import CONFIG_DIR
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from experiments.config import CONFIG_DIR
 
 #: small shipped configs (the fuzz runs what survives, in smoke mode)
 CONFIGS = ["two_coins", "kmeans", "gmm_1d", "poisson", "regression"]
@@ -149,7 +148,7 @@ def _dumps(tree, victim: Path) -> str:
 @settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=mutated())
 def test_mutated_configs_never_crash(case, tmp_path_factory, capsys, victim_folder):
-    from experiments.cli import main
+    from emvi.experiments.cli import main
 
     tree, overrides = case
     folder = tmp_path_factory.mktemp("fuzz")
@@ -180,7 +179,7 @@ COUNTS = {"model": {"name": "{model}", "k": 2},
 FAMILY = """from pathlib import Path
 if Path(__file__).resolve().parent.name == "victim":  # proof that code outside ran
     Path(__file__).with_name("imported.txt").write_text("ran", encoding="utf-8")
-from models.families.poisson import Poisson
+from emvi.models.families.poisson import Poisson
 class Counts(Poisson):
     name = "counts"
 """

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tomli_w
-
-from experiments import store
+from emvi.experiments import store
 
 COINS = {"model": {"name": "two_coins", "k": 2, "tosses": 10, "weights": [0.5, 0.5]},
          "truth": {"probs": [0.6, 0.2]}, "data": {"n": 40, "seed": 0},

@@ -28,7 +28,7 @@ plots = { enabled = false }
 
 def emvi(*args, cwd: Path, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "experiments", *map(str, args)], cwd=cwd,
+    return subprocess.Popen([sys.executable, "-m", "emvi.experiments", *map(str, args)], cwd=cwd,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             **kwargs)
 
@@ -160,7 +160,7 @@ def test_a_truncated_cell_is_recomputed_on_resume(partial_run, emvi):
 
 
 def test_a_run_in_use_cannot_be_resumed_twice(partial_run, emvi):
-    from experiments import store
+    from emvi.experiments import store
 
     config, partial, _ = partial_run
     fd = store.lock(partial)  # as a second process resuming it would hold it

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from experiments.config import CONFIG_DIR
+from emvi.experiments.config import CONFIG_DIR
 
 SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
 

@@ -25,13 +25,13 @@ class Interrupt:
 sys.meta_path.insert(0, Interrupt())
 sys.argv = ["emvi", "run", "two_coins", "--smoke", "--quiet", "--out", "runs"]
 import runpy
-runpy.run_module("experiments", run_name="__main__")
+runpy.run_module("emvi.experiments", run_name="__main__")
 """
 
 
 def test_importing_the_command_loads_no_heavy_module():
-    code = ("import sys, experiments.cli; heavy = [m for m in ('torch', 'pyro', 'numpy', "
-            "'models', 'inference') if m in sys.modules]; print(heavy)")
+    code = ("import sys, emvi.experiments.cli; heavy = [m for m in ('torch', 'pyro', 'numpy', "
+            "'emvi.models', 'emvi.inference') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from inference import fit_em, fit_vi
-from models import COVARIANCE_TYPES, GaussianMixture, KMeans, PoissonMixture, TwoCoins
+from emvi.inference import fit_em, fit_vi, initialize
+from emvi.models import COVARIANCE_TYPES, GaussianMixture, KMeans, PoissonMixture, TwoCoins
 
 
 def blobs(n=120, seed=0):
@@ -27,7 +26,7 @@ def finite(fit) -> bool:
 def test_point_far_from_every_component(covariance):
     model = GaussianMixture(k=2, dim=2, covariance=covariance)
     x = blobs()
-    init = model.initialize(x, seed=0)
+    init = initialize(model, x, seed=0)
     far = torch.cat([x, torch.tensor([[1e6, -1e6]], dtype=torch.float64)])
     assert np.isfinite(float(model.log_likelihood(far, init)))
     for fit in (fit_em(model, far, init, max_iter=100),
@@ -41,7 +40,7 @@ def test_point_far_from_every_component(covariance):
 def test_component_collapsing_onto_one_point_is_floored_and_reported(covariance):
     model = GaussianMixture(k=3, dim=2, covariance=covariance)
     x = torch.cat([blobs(), torch.tensor([[40.0, 40.0]], dtype=torch.float64)])
-    init = model.initialize(x, method="kmeans++", seed=0)
+    init = initialize(model, x, method="kmeans++", seed=0)
     em = fit_em(model, x, init, max_iter=300)
     assert finite(em)
     if covariance != "tied":  # one component owns the lone point: variance at the floor
@@ -82,7 +81,7 @@ def test_hard_em_in_chunks_equals_hard_em_on_all_data(build):
     model = build()
     x = blobs(203)
     locs = [[0.0, 0.0], [6.0, 6.0], [3.0, 3.0], [-400.0, 9.0]][: model.k]  # one empty (k=4)
-    init = model.initialize(x, seed=0)
+    init = initialize(model, x, seed=0)
     init["locs"] = torch.tensor(locs, dtype=torch.float64)
     whole = fit_em(model, x, init, hard=True, max_iter=20, tol=None)
     chunked = fit_em(model, x, init, hard=True, max_iter=20, tol=None, chunk_size=17)
@@ -98,7 +97,7 @@ def test_hard_em_in_chunks_equals_hard_em_on_all_data(build):
 def test_all_points_identical(build):
     model = build()
     same = torch.full((40, 2), 3.0, dtype=torch.float64)
-    init = model.initialize(same, seed=0)
+    init = initialize(model, same, seed=0)
     for fit in (fit_em(model, same, init, max_iter=50),
                 fit_vi(model, same, init, optimizer="lbfgs", steps=50),
                 fit_vi(model, same, init, optimizer="adam", steps=50)):
@@ -115,7 +114,7 @@ def test_one_component(build):
     data = model.simulate(model.check_params(model.random_params(
         blobs() if model.specs.get("locs") else torch.arange(10.0), torch.Generator()
         .manual_seed(0))), n=200, seed=0).data
-    init = model.initialize(data, seed=0)
+    init = initialize(model, data, seed=0)
     em = fit_em(model, data, init)
     vi = fit_vi(model, data, init, optimizer="lbfgs", steps=100)
     assert finite(em) and finite(vi)
@@ -127,7 +126,7 @@ def test_float32_data_is_promoted_with_a_note():
     model = GaussianMixture(k=2, dim=2)
     x32 = blobs().float()
     x64 = x32.to(torch.float64)  # the same values, exactly
-    init = model.initialize(x64, seed=0)
+    init = initialize(model, x64, seed=0)
     for fit, path in ((fit_em(model, x32, init), fit_em), (fit_vi(model, x32, init, steps=5),
                                                            fit_vi)):
         assert fit.params["locs"].dtype == torch.float64
@@ -147,7 +146,7 @@ def test_float32_data_is_promoted_with_a_note():
 def test_all_zero_counts():
     model = PoissonMixture(k=2)
     zeros = torch.zeros(30, dtype=torch.float64)
-    init = model.initialize(zeros, seed=0)
+    init = initialize(model, zeros, seed=0)
     assert finite(fit_em(model, zeros, init)) and finite(fit_vi(model, zeros, init, steps=20))
 
 
@@ -158,7 +157,7 @@ def test_reg_covar_zero_on_repeated_points_gives_no_nan(covariance):
     model = GaussianMixture(k=2, dim=2, covariance=covariance, reg_covar=0.0)
     x = torch.cat([torch.full((30, 2), 3.0, dtype=torch.float64), blobs(60) + 20])
     for method in ("kmeans++", "kmeans", "random_points", "random"):
-        init = model.initialize(x, method=method, seed=1)
+        init = initialize(model, x, method=method, seed=1)
         scale = init[model.family.cov_name]
         assert bool(torch.isfinite(scale).all()), method
         em = fit_em(model, x, init, max_iter=30)
@@ -166,17 +165,17 @@ def test_reg_covar_zero_on_repeated_points_gives_no_nan(covariance):
         vi = fit_vi(model, x, init, steps=20)
         assert finite(vi), (method, vi.notes)
     same = torch.full((40, 2), 3.0, dtype=torch.float64)
-    fit = fit_em(model, same, model.initialize(same, seed=0), max_iter=10)
+    fit = fit_em(model, same, initialize(model, same, seed=0), max_iter=10)
     assert finite(fit)
 
 
 def test_every_init_lies_inside_the_support_on_identical_rows():
-    from models import CategoricalMixture
+    from emvi.models import CategoricalMixture
 
     model = CategoricalMixture(k=3, categories=4, dim=2)
     rows = torch.tensor([[1.0, 2.0]] * 25, dtype=torch.float64)
     for method in ("random", "random_points", "kmeans++", "kmeans", "random_params"):
-        init = model.initialize(rows, method=method, seed=0)
+        init = initialize(model, rows, method=method, seed=0)
         probs = init["probs"]
         assert bool((probs >= 0).all()), method
         torch.testing.assert_close(probs.sum(-1), torch.ones(3, 2, dtype=torch.float64))
@@ -188,10 +187,9 @@ def test_a_generic_m_step_stays_inside_the_support_when_the_likelihood_is_unboun
     stops at a finite value with an expected log-likelihood no lower than its start's."""
     import pyro
     import pyro.distributions as dist
+    from emvi.models import ParamSpec, PyroModel
+    from emvi.models.families import pick
     from torch.distributions import constraints
-
-    from models import ParamSpec, PyroModel
-    from models.families import pick
 
     class GammaMixture(PyroModel):
         def __init__(self, k=2):
@@ -208,7 +206,7 @@ def test_a_generic_m_step_stays_inside_the_support_when_the_likelihood_is_unboun
     model = GammaMixture()
     same = torch.full((30,), 2.5, dtype=torch.float64)
     for method in ("kmeans++", "random", "random_params"):
-        init = model.initialize(same, method=method, seed=0)
+        init = initialize(model, same, method=method, seed=0)
         for name, value in init.items():
             assert bool(torch.isfinite(value).all()), (method, name, value)
             assert bool(model.specs[name].constraint.check(value).all()), (method, name)
@@ -217,7 +215,7 @@ def test_a_generic_m_step_stays_inside_the_support_when_the_likelihood_is_unboun
 def test_chunked_em_builds_no_n_by_k_responsibilities_until_asked():
     model = GaussianMixture(k=4, dim=2, covariance="diag")
     x = blobs(1000)
-    init = model.initialize(x, seed=0)
+    init = initialize(model, x, seed=0)
     chunked = fit_em(model, x, init, chunk_size=64, max_iter=10, record_params=False)
     assert chunked._responsibilities is None  # memory stayed at the data plus one chunk
     whole = fit_em(model, x, init, max_iter=10)

@@ -7,13 +7,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from emvi.inference import adjusted_rand_index, compare, fit_em, initialize
+from emvi.inference.init import sample_proportional
+from emvi.models import GaussianMixture, KMeans, Params, TwoCoins
+from emvi.models.families.gaussian import _cholesky
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from inference import adjusted_rand_index, compare, fit_em
-from inference.init import sample_proportional
-from models import GaussianMixture, KMeans, Params, TwoCoins
-from models.families.gaussian import _cholesky
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 sklearn_cluster = pytest.importorskip("sklearn.cluster")
@@ -89,7 +88,7 @@ def test_comparison_table_keeps_wide_numbers_apart():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(4000, 1, generator=gen, dtype=torch.float64) * 30
     x[:2000] += 400
-    fit = fit_em(model, x, model.initialize(x, seed=0))
+    fit = fit_em(model, x, initialize(model, x, seed=0))
     table = compare(fit, fit, names=["first", "second"]).table()
     row = next(line for line in table.splitlines() if line.startswith("log-likelihood"))
     assert len(row.split()) == 3, row  # label and two numbers, not run together

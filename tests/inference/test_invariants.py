@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from model_cases import CASES, REGISTERED, make
-
-from inference import (
+from emvi.inference import (
     fit_em,
     fit_vi,
+    initialize,
     pyro_gradient,
     pyro_log_likelihood,
     pyro_map_assignments,
     pyro_posterior,
 )
-from models import REGISTRY
+from emvi.models import REGISTRY
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from model_cases import CASES, REGISTERED, make
 
 NAMES = sorted(CASES)
 
@@ -57,7 +57,7 @@ def test_log_likelihood_equals_pyro_enumeration(name, seed):
 @pytest.mark.parametrize("name", NAMES)
 def test_batched_restarts_equal_pyro_restart_plate(name):
     model, data, _ = random_setting(name, 3)
-    batch = model.initialize(data, method="random", seed=0, restarts=3)
+    batch = initialize(model, data, method="random", seed=0, restarts=3)
     hand = model.log_likelihood(data, batch)
     assert hand.shape == (3,)
     assert float(hand.sum()) == pytest.approx(pyro_log_likelihood(model, data, batch), rel=1e-9)
@@ -98,7 +98,7 @@ def test_gradient_of_pyro_objective_vanishes_at_em_fixed_point(name):
     if hasattr(model, "family") and hasattr(model.family, "reg_covar"):
         model.family.reg_covar = 0.0  # reg_covar moves EM's fixed point off the ML optimum
     data = model.simulate(truth, n=400, seed=5).data
-    init = model.initialize(data, method="kmeans++", seed=0)
+    init = initialize(model, data, method="kmeans++", seed=0)
     fit = fit_em(model, data, init, hard=False, tol=1e-13, max_iter=20_000)
     assert fit.converged
     for param, grad in pyro_gradient(model, data, fit.params).items():
@@ -144,12 +144,12 @@ def standard_error_scale(model, truth, name: str) -> float:
 @pytest.mark.parametrize("name", NAMES)
 def test_both_paths_recover_truth_within_a_tolerance_shrinking_with_n(name):
     """Every free parameter within 6 standard errors (c / sqrt(n)) at n = 300 and 3000."""
-    from inference import compare
+    from emvi.inference import compare
 
     model, truth = make(name)
     for n in (300, 3000):
         data = model.simulate(truth, n=n, seed=7).data
-        init = model.initialize(data, method="kmeans++", seed=0)
+        init = initialize(model, data, method="kmeans++", seed=0)
         em = fit_em(model, data, init, hard=False, tol=1e-10, max_iter=5000)
         vi = fit_vi(model, data, init, optimizer="lbfgs", steps=400, tol=1e-12)
         for fit in (em, vi):

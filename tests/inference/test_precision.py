@@ -12,10 +12,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
-from inference import fit_em, fit_vi, initialize, pyro_log_likelihood, pyro_posterior
-from inference.init import INIT_METHODS
-from models import COVARIANCE_TYPES, GaussianMixture
+from emvi.inference import fit_em, fit_vi, initialize, pyro_log_likelihood, pyro_posterior
+from emvi.inference.init import INIT_METHODS
+from emvi.models import COVARIANCE_TYPES, GaussianMixture
 
 sklearn_mixture = pytest.importorskip("sklearn.mixture")
 
@@ -82,7 +81,7 @@ def reference_em(x: np.ndarray, weights, means, covs, covariance: str, reg: floa
 def test_hand_log_likelihood_equals_pyro_far_from_the_mean(covariance, separation):
     model = GaussianMixture(k=2, dim=2, covariance=covariance)
     data = far_apart(separation)
-    init = model.initialize(data, method="kmeans++", seed=0)
+    init = initialize(model, data, method="kmeans++", seed=0)
     params = fit_em(model, data, init, max_iter=3, tol=0.0).params  # not exactly the truth
     hand = float(model.log_likelihood(data, params))
     assert hand == pytest.approx(pyro_log_likelihood(model, data, params), rel=1e-9, abs=0)
@@ -95,7 +94,7 @@ def test_hand_log_likelihood_equals_pyro_far_from_the_mean(covariance, separatio
 def test_covariances_equal_an_exact_two_pass_em_far_from_the_mean(covariance, separation):
     model = GaussianMixture(k=2, dim=2, covariance=covariance)
     data = far_apart(separation, seed=1)
-    init = model.initialize(data, method="kmeans++", seed=2)  # well-conditioned (tied too)
+    init = initialize(model, data, method="kmeans++", seed=2)  # well-conditioned (tied too)
     ours = fit_em(model, data, init, max_iter=6, tol=0.0)
     weights, means, covs = reference_em(data.numpy(), init["weights"].numpy(),
                                         init["locs"].numpy(), covariances(model, init),
@@ -111,7 +110,7 @@ def test_full_covariances_equal_sklearn_far_from_the_mean(separation):
     use E[x^2] - mean^2 and lose digits here, so the exact reference above judges those)."""
     model = GaussianMixture(k=2, dim=2, covariance="full")
     data = far_apart(separation, seed=3)
-    init = model.initialize(data, method="random_points", seed=1)
+    init = initialize(model, data, method="random_points", seed=1)
     ours = fit_em(model, data, init, max_iter=5, tol=0.0)
     anchor = sklearn_mixture.GaussianMixture(
         2, covariance_type="full", max_iter=5, tol=0.0, init_params="random_from_data",
@@ -130,7 +129,7 @@ def test_a_component_at_the_variance_floor_stays_exact(covariance):
     blob = torch.randn(200, 2, generator=gen, dtype=torch.float64) * 3.0
     point = torch.tensor([[1234.5, -987.25]], dtype=torch.float64)
     data = torch.cat([blob, point.expand(4, 2), blob[:100] + 40.0])
-    init = model.initialize(data, method="kmeans++", seed=0)
+    init = initialize(model, data, method="kmeans++", seed=0)
     fit = fit_em(model, data, init, max_iter=60)
     if covariance != "tied":
         assert any("collapsed" in note for note in fit.notes), fit.notes
@@ -148,16 +147,16 @@ def test_two_far_apart_clusters_are_not_called_collapsed():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(400, 1, generator=gen, dtype=torch.float64)
     x[:200] += 1e7
-    fit = fit_em(model, x, model.initialize(x, seed=0), max_iter=100)
+    fit = fit_em(model, x, initialize(model, x, seed=0), max_iter=100)
     assert not any("collapsed" in note for note in fit.notes), fit.notes
 
 
 def test_kmeans_fixed_scale_is_never_called_collapsed():
-    from models import KMeans
+    from emvi.models import KMeans
 
     model = KMeans(k=2, dim=2, scale=1e-4)
     x = far_apart(50.0)
-    fit = fit_em(model, x, model.initialize(x, seed=0))
+    fit = fit_em(model, x, initialize(model, x, seed=0))
     assert not any("collapsed" in note for note in fit.notes), fit.notes
 
 

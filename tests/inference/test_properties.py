@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from emvi.inference import permute, pyro_log_likelihood
+from emvi.inference.em import add_stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from model_cases import CASES, make
-
-from inference import permute, pyro_log_likelihood
-from inference.em import add_stats
 
 #: the fixed-subset cases run the invariants in test_invariants.py; here, the base models
 NAMES = sorted(name for name in CASES if "fixed_" not in name)

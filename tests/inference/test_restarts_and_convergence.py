@@ -6,10 +6,9 @@ import math
 
 import pytest
 import torch
-
-from inference import fit_em, fit_vi
-from inference.em import best_restart
-from models import GaussianMixture, KMeans
+from emvi.inference import fit_em, fit_vi, initialize
+from emvi.inference.em import best_restart
+from emvi.models import GaussianMixture, KMeans
 
 
 def heights(n=600, seed=0) -> torch.Tensor:
@@ -39,7 +38,7 @@ def test_rescaling_the_data_leaves_the_iteration_count_unchanged(hard):
 def test_vi_stops_on_the_same_unit_free_rule():
     model = GaussianMixture(k=3, dim=1, covariance="spherical", reg_covar=0.0)
     x = heights()
-    init = model.initialize(x, seed=0)
+    init = initialize(model, x, seed=0)
     fit = fit_vi(model, x, init, tol=1e-6, steps=500)
     assert fit.converged
     change = abs(float(fit.objective[-2] - fit.objective[-3])) / len(x)
@@ -56,14 +55,14 @@ def test_best_restart_is_the_highest_objective_and_never_nan():
 def restarts_setting():
     model = GaussianMixture(k=3, dim=1, covariance="spherical")
     x = heights()
-    good = fit_em(model, x, model.initialize(x, seed=0), tol=1e-12, max_iter=5000).params
+    good = fit_em(model, x, initialize(model, x, seed=0), tol=1e-12, max_iter=5000).params
     far = model.params(weights=[0.1, 0.1, 0.8], locs=[-30.0, 60.0, 61.0], scales=[1.0, 1.0, 1.0])
     return model, x, good, far
 
 
 def test_restarts_report_every_objective_and_keep_the_best():
     model, x, good, far = restarts_setting()
-    from models import Params
+    from emvi.models import Params
 
     batch = Params.stack([far, good, far])
     fit = fit_em(model, x, batch, tol=1e-10, max_iter=3000)
@@ -88,7 +87,7 @@ def test_hard_em_keeps_the_lowest_inertia_and_reports_marginals_beside_it():
     x = torch.randn(300, 2, generator=gen, dtype=torch.float64)
     x[:100] += 4
     model = KMeans(k=4, dim=2)
-    batch = model.initialize(x, method="random_points", seed=5, restarts=8)
+    batch = initialize(model, x, method="random_points", seed=5, restarts=8)
     fit = fit_em(model, x, batch)
     assert fit.method == "hard-em"
     inertia = -2 * fit.restart_objectives  # the classification objective is -inertia/2 + c

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-
-from inference import compare, fit_em, fit_vi
-from models import GaussianMixture, KMeans, TwoCoins
+from emvi.inference import compare, fit_em, fit_vi, initialize
+from emvi.models import GaussianMixture, KMeans, TwoCoins
 
 
 def assert_same_optimum(em, vi, truth):
@@ -33,7 +32,7 @@ def test_kmeans_on_three_unit_variance_blobs():
     model = KMeans(k=3, dim=2)
     truth = model.params(locs=[[-6.0, -4.0], [0.0, 6.0], [7.0, -2.0]])
     sim = model.simulate(truth, n=600, seed=0, assignments="balanced")  # 200 points each
-    init = model.initialize(sim.data, method="random_points", seed=1)
+    init = initialize(model, sim.data, method="random_points", seed=1)
     lloyd = fit_em(model, sim.data, init)  # hard EM: Lloyd's algorithm
     assert lloyd.method == "hard-em" and lloyd.converged
     result = compare(lloyd, truth=truth, truth_assignments=sim.assignments)
@@ -48,7 +47,7 @@ def test_one_dimensional_mixture_from_kmeans_plus_plus():
     model = GaussianMixture(k=3, dim=1, covariance="spherical")
     truth = model.params(weights=[1 / 3] * 3, locs=[-10.0, 30.0, 3.0], scales=[3.0, 7.0, 5.0])
     data = model.simulate(truth, n=3000, seed=0, assignments="balanced").data
-    init = model.initialize(data, method="kmeans++", seed=1)
+    init = initialize(model, data, method="kmeans++", seed=1)
     em = fit_em(model, data, init, tol=1e-13, max_iter=10_000)
     errors = compare(em, truth=truth).truth_errors["em"]
     assert errors["locs"] < 0.5 and errors["scales"] < 0.5, errors

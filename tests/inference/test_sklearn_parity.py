@@ -7,9 +7,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
-from inference import fit_em
-from models import COVARIANCE_TYPES, GaussianMixture
+from emvi.inference import fit_em, initialize
+from emvi.models import COVARIANCE_TYPES, GaussianMixture
 
 sklearn_mixture = pytest.importorskip("sklearn.mixture")
 
@@ -40,7 +39,7 @@ def data():
 @pytest.mark.parametrize("covariance", COVARIANCE_TYPES)
 def test_em_matches_sklearn_iteration_for_iteration(covariance, data):
     model = GaussianMixture(k=3, dim=3, covariance=covariance)
-    init = model.initialize(data, method="random_points", seed=4)
+    init = initialize(model, data, method="random_points", seed=4)
     iterations = 7
     ours = fit_em(model, data, init, max_iter=iterations, tol=0.0)
     anchor = sklearn_mixture.GaussianMixture(
@@ -70,7 +69,7 @@ def test_em_matches_sklearn_iteration_for_iteration(covariance, data):
 
 def test_sample_runs_the_fitted_program(data):
     model = GaussianMixture(k=3, dim=3)
-    fit = fit_em(model, data, model.initialize(data, seed=0), max_iter=50)
+    fit = fit_em(model, data, initialize(model, data, seed=0), max_iter=50)
     sample, labels = fit.sample(2000, seed=1)
     assert sample.shape == (2000, 3) and labels.shape == (2000,)
     assert torch.allclose(sample.mean(0), data.mean(0), atol=0.3)

@@ -10,9 +10,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from inference import compare, fit_em, fit_vi
-from models import (
+from emvi.inference import compare, fit_em, fit_vi, initialize
+from emvi.models import (
     BernoulliMixture,
     CategoricalMixture,
     ExponentialMixture,
@@ -26,7 +25,7 @@ from models import (
 GMM = GaussianMixture(k=2, dim=2)
 COINS = TwoCoins(k=2, tosses=10)
 X = torch.randn(30, 2, dtype=torch.float64)
-INIT = GMM.initialize(X, seed=0)
+INIT = initialize(GMM, X, seed=0)
 COINS_INIT = COINS.params(weights=[0.5, 0.5], probs=[0.8, 0.3])
 HEADS = torch.tensor([3.0, 7.0, 5.0, 2.0])
 
@@ -42,7 +41,7 @@ BAD = [
     ("NaN in data", lambda: fit_em(GMM, with_nan(X), INIT), ValueError, "data: expected finite"),
     ("inf in data", lambda: fit_em(GMM, with_nan(X, math.inf), INIT), ValueError, "data:"),
     ("-inf in data (VI)", lambda: fit_vi(GMM, with_nan(X, -math.inf), INIT), ValueError, "data:"),
-    ("NaN in data (init)", lambda: GMM.initialize(with_nan(X)), ValueError, "data:"),
+    ("NaN in data (init)", lambda: initialize(GMM, with_nan(X)), ValueError, "data:"),
     ("rank 1 data", lambda: fit_em(GMM, X[:, 0], INIT), ValueError, "data: expected shape"),
     ("rank 3 data", lambda: fit_em(GMM, X[None], INIT), ValueError, "data: expected shape"),
     ("wrong width", lambda: fit_em(GMM, torch.randn(30, 3), INIT), ValueError, "(n, 2)"),
@@ -53,14 +52,14 @@ BAD = [
     ("complex data", lambda: fit_em(GMM, torch.ones(4, 2, dtype=torch.complex128), INIT),
      TypeError, "real numbers"),
     ("ragged lists", lambda: fit_em(GMM, [[1.0, 2.0], [3.0]], INIT), ValueError, "data:"),
-    ("a string as data", lambda: GMM.initialize("data.csv"), TypeError, "data:"),
+    ("a string as data", lambda: initialize(GMM, "data.csv"), TypeError, "data:"),
     ("k = 0", lambda: GaussianMixture(k=0), ValueError, "k: expected an integer >= 1"),
     ("k negative", lambda: KMeans(k=-2), ValueError, "k: expected an integer >= 1"),
     ("k not an integer", lambda: TwoCoins(k=2.5), TypeError, "k: expected an integer"),
     ("k huge", lambda: PoissonMixture(k=10**9), ValueError, "k: expected an integer <="),
     ("k > n (fit)", lambda: fit_em(KMeans(k=5, dim=2), X[:3], KMeans(k=5, dim=2).params(
         locs=torch.zeros(5, 2))), ValueError, "k: expected at most"),
-    ("k > n (init)", lambda: GaussianMixture(k=5, dim=2).initialize(X[:4]), ValueError, "k:"),
+    ("k > n (init)", lambda: initialize(GaussianMixture(k=5, dim=2), X[:4]), ValueError, "k:"),
     ("probability > 1", lambda: COINS.params(weights=[0.5, 0.5], probs=[1.2, 0.1]), ValueError,
      "params.probs: expected probabilities"),
     ("probability < 0", lambda: BernoulliMixture(k=1, dim=2).params(weights=[1.0],
@@ -74,11 +73,11 @@ BAD = [
      "data: expected whole numbers of heads in [0, tosses=10]"),
     ("negative heads", lambda: fit_em(COINS, [3, -1, 4], COINS_INIT), ValueError, "data:"),
     ("fractional heads", lambda: fit_em(COINS, [3, 2.5], COINS_INIT), ValueError, "data:"),
-    ("negative Poisson count", lambda: PoissonMixture(k=1).initialize([1.0, -2.0, 3.0]),
+    ("negative Poisson count", lambda: initialize(PoissonMixture(k=1), [1.0, -2.0, 3.0]),
      ValueError, "data: expected non-negative whole counts"),
-    ("Bernoulli data not 0/1", lambda: BernoulliMixture(k=1, dim=2).initialize([[0, 2]]),
+    ("Bernoulli data not 0/1", lambda: initialize(BernoulliMixture(k=1, dim=2), [[0, 2]]),
      ValueError, "data: expected binary"),
-    ("label out of range", lambda: CategoricalMixture(k=1, categories=3, dim=1).initialize(
+    ("label out of range", lambda: initialize(CategoricalMixture(k=1, categories=3, dim=1),
         [[0], [3]]), ValueError, "data: expected labels"),
     ("non-PD covariance (truth)", lambda: GMM.params(
         weights=[0.5, 0.5], locs=[[0, 0], [1, 1]], covariances=[[[1, 2], [2, 1]], np.eye(2)]),
@@ -116,14 +115,14 @@ BAD = [
      "optimizer: expected one of"),
     ("lr zero", lambda: fit_vi(GMM, X, INIT, lr=0.0), ValueError, "lr: expected a number > 0"),
     ("steps negative", lambda: fit_vi(GMM, X, INIT, steps=-3), ValueError, "steps"),
-    ("unknown init method", lambda: GMM.initialize(X, method="magic"), ValueError,
+    ("unknown init method", lambda: initialize(GMM, X, method="magic"), ValueError,
      "method: expected one of"),
-    ("restarts zero", lambda: GMM.initialize(X, restarts=0), ValueError, "restarts"),
-    ("negative seed", lambda: GMM.initialize(X, seed=-1), ValueError, "seed"),
+    ("restarts zero", lambda: initialize(GMM, X, restarts=0), ValueError, "restarts"),
+    ("negative seed", lambda: initialize(GMM, X, seed=-1), ValueError, "seed"),
     ("simulate n = 0", lambda: COINS.simulate(COINS_INIT, n=0), ValueError, "n: expected"),
     ("simulate bad labels", lambda: COINS.simulate(COINS_INIT, n=3, assignments=[0, 5, 1]),
      ValueError, "assignments"),
-    ("simulate a batch", lambda: GMM.simulate(GMM.initialize(X, restarts=2), n=5), ValueError,
+    ("simulate a batch", lambda: GMM.simulate(initialize(GMM, X, restarts=2), n=5), ValueError,
      "one parameter set"),
     ("unknown covariance", lambda: GaussianMixture(covariance="fully"), ValueError,
      "covariance: expected one of"),
@@ -145,15 +144,15 @@ BAD = [
     ("two restart dimensions", lambda: fit_em(COINS, HEADS, {
         "weights": torch.full((2, 3, 2), 0.5), "probs": torch.full((2, 3, 2), 0.5)}),
      ValueError, "restart"),
-    ("masked entries", lambda: GMM.initialize(np.ma.masked_array(X.numpy(), mask=X.numpy() > 1)),
+    ("masked entries", lambda: initialize(GMM, np.ma.masked_array(X.numpy(), mask=X.numpy() > 1)),
      ValueError, "data: expected finite values, found nan"),
-    ("Poisson count beyond 2^40", lambda: PoissonMixture(k=1).initialize([1.0, 1e17]),
+    ("Poisson count beyond 2^40", lambda: initialize(PoissonMixture(k=1), [1.0, 1e17]),
      ValueError, "data: expected counts up to"),
-    ("exponential all zeros", lambda: ExponentialMixture(k=1).initialize([0.0, 0.0, 0.0]),
+    ("exponential all zeros", lambda: initialize(ExponentialMixture(k=1), [0.0, 0.0, 0.0]),
      ValueError, "data: every value is 0"),
-    ("exponential beyond 1e150", lambda: ExponentialMixture(k=1).initialize([1.0, 1e200]),
+    ("exponential beyond 1e150", lambda: initialize(ExponentialMixture(k=1), [1.0, 1e200]),
      ValueError, "data: expected values up to"),
-    ("regression beyond 1e100", lambda: RegressionMixture(k=1).initialize([[1.0, 1e120]]),
+    ("regression beyond 1e100", lambda: initialize(RegressionMixture(k=1), [[1.0, 1e120]]),
      ValueError, "data: expected values up to"),
     ("regression reg_covar negative", lambda: RegressionMixture(reg_covar=-1.0), ValueError,
      "reg_covar: expected a finite number >= 0"),

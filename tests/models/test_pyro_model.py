@@ -6,11 +6,10 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from emvi.inference import fit_em, fit_vi, initialize, pyro_log_likelihood, pyro_posterior
+from emvi.models import ParamSpec, PoissonMixture, PyroModel
+from emvi.models.families import pick
 from torch.distributions import constraints
-
-from inference import fit_em, fit_vi, pyro_log_likelihood, pyro_posterior
-from models import ParamSpec, PoissonMixture, PyroModel
-from models.families import pick
 
 
 class ProgramPoisson(PyroModel):
@@ -49,7 +48,7 @@ def test_generic_e_step_equals_closed_form(setting):
 
 def test_generic_em_reaches_the_closed_form_optimum(setting):
     closed, generic, truth, data = setting
-    init = closed.initialize(data, method="kmeans++", seed=0)
+    init = initialize(closed, data, method="kmeans++", seed=0)
     exact = fit_em(closed, data, init, tol=1e-12, max_iter=5000)
     numeric = fit_em(generic, data, init, tol=1e-12, max_iter=5000)
     assert exact.m_step == "closed-form" and numeric.m_step == "generic"
@@ -66,7 +65,7 @@ def test_generic_model_initialises_restarts_and_simulates(setting):
     _, generic, truth, _ = setting
     data = generic.simulate(truth, n=300, seed=1).data
     assert data.shape == (300,)
-    batch = generic.initialize(data, method="kmeans++", seed=0, restarts=3)
+    batch = initialize(generic, data, method="kmeans++", seed=0, restarts=3)
     assert batch["rates"].shape == (3, 3)
     fit = fit_em(generic, data, batch, tol=1e-8, max_iter=500)
     assert fit.restart_log_likelihoods.shape == (3,)
@@ -93,7 +92,7 @@ class UnmarkedPoisson(ProgramPoisson):
 def test_an_unmarked_assignment_is_enumerated_by_vi_as_by_em(setting):
     _, marked, _, data = setting
     unmarked = UnmarkedPoisson(k=3)
-    init = marked.initialize(data, method="kmeans++", seed=0)
+    init = initialize(marked, data, method="kmeans++", seed=0)
     ref = fit_vi(marked, data, init, steps=200)
     fit = fit_vi(unmarked, data, init, steps=200)  # sampled instead: noisy and wrong
     assert fit.log_likelihood == pytest.approx(ref.log_likelihood, rel=1e-12)
@@ -115,7 +114,7 @@ class WarningPoisson(ProgramPoisson):
 def test_warnings_during_a_fit_become_notes(setting):
     _, _, _, data = setting
     model = WarningPoisson(k=3)
-    init = ProgramPoisson(k=3).initialize(data, method="kmeans++", seed=0)
+    init = initialize(ProgramPoisson(k=3), data, method="kmeans++", seed=0)
     for fit in (fit_vi(model, data, init, steps=3), fit_em(model, data, init, max_iter=2)):
         assert any("UserWarning: rates look odd" in note for note in fit.notes), fit.notes
         assert sum("rates look odd" in note for note in fit.notes) == 1  # once, not per step
