@@ -49,35 +49,36 @@ def add_stats(a: dict | None, b: dict) -> dict:
 class Chunks:
     """The data split into chunks, with each chunk's prepared form cached when it fits."""
 
-    def __init__(self, model, data: torch.Tensor, shift, chunk_size: int | None, cache_bytes: int):
+    def __init__(self, model, data, shift, chunk_size: int | None, cache_bytes: int):
         self.model, self.data, self.shift = model, data, shift
-        n = data.shape[0]
-        if not getattr(model, "chunkable", True):  # its statistics are not additive
+        n = model.n_units(data)
+        if not model.chunkable:  # its statistics are not additive
             if chunk_size is not None:
                 raise InputError("chunk_size: this model's M-step is generic (numerical) and "
-                            "needs all the data at once")
+                                 "needs all the data at once")
             chunk_size, cache_bytes = n, float("inf")
-        probe = model.prepare(data[:16], shift)
+        probe_data = model.split(data, 16)[0]
+        probe = model.prepare(probe_data, shift)
         parts = [probe] if torch.is_tensor(probe) else [t for t in probe if torch.is_tensor(t)]
-        row_bytes = sum(t.numel() * t.element_size() for t in parts) / len(data[:16])
+        unit_bytes = sum(t.numel() * t.element_size() for t in parts) / model.n_units(probe_data)
         # no chunk_size: prepare once and keep it if it fits (fastest); with a chunk_size,
         # prepare each chunk anew every iteration, so memory stays at one chunk's worth
-        cache = chunk_size is None and row_bytes * n <= cache_bytes
+        cache = chunk_size is None and unit_bytes * n <= cache_bytes
         if chunk_size is None:
-            chunk_size = n if cache else max(1, int(cache_bytes // row_bytes))
+            chunk_size = n if cache else max(1, int(cache_bytes // unit_bytes))
         self.chunk_size = chunk_size
-        self.slices = [slice(i, min(i + chunk_size, n)) for i in range(0, n, chunk_size)]
-        self.cache = [model.prepare(data[s], shift) for s in self.slices] if cache else None
+        self.pieces = model.split(data, chunk_size)
+        self.cache = [model.prepare(piece, shift) for piece in self.pieces] if cache else None
 
     def __len__(self) -> int:
-        return len(self.slices)
+        return len(self.pieces)
 
     def prepared(self):
         if self.cache is not None:
             yield from self.cache
         else:
-            for s in self.slices:
-                yield self.model.prepare(self.data[s], self.shift)
+            for piece in self.pieces:
+                yield self.model.prepare(piece, self.shift)
 
     def expect(self, params: Params, hard: bool, keep_scores: bool, marginal: bool = True):
         """E-step over all chunks: summed stats, log-likelihood, objective; scores if asked.
@@ -234,7 +235,7 @@ def fit_em(model, data, init, *, max_iter: int = 1000, tol: float | None = 1e-8,
     """
     notes = precision_notes(data)
     data = model.check_data(data)
-    check_k(model.k, data.shape[0])
+    check_k(model.k, model.n_observations(data))
     params = model.check_params(init, "init")
     options = Options(max_iter, tol, hard, chunk_size, callback, record_params,
                       track_log_likelihood, cache_bytes, model)
@@ -267,7 +268,7 @@ def _scatter(params: Params, new: Params, rows: list[int]) -> Params:
 
 def _iterate(model, chunks: Chunks, run: EMRun, batched: bool, options: Options, start: float):
     """E-step, convergence check, M-step until every restart has stopped."""
-    n = chunks.data.shape[0]
+    n = model.n_observations(chunks.data)
     hard = options.hard
     for iteration in range(options.max_iter + 1):
         current = _subset(run.params, model, run.active, batched)
@@ -341,7 +342,8 @@ def _result(model, data, run: EMRun, final_lls, batched: bool, options: Options,
     if options.tol is not None and not run.converged[best] and best not in run.stopped:
         change = abs(objectives[length - 1, best] - objectives[max(length - 2, 0), best])
         notes.append(f"not converged: max_iter={options.max_iter} reached while the objective "
-                     f"per observation still changed by {float(change) / data.shape[0]:.2g} "
+                     f"per observation still changed by "
+                     f"{float(change) / model.n_observations(data):.2g} "
                      f"(tol={options.tol:g}); raise max_iter or tol")
     notes += model.diagnose(data, chosen)
     resp = None

@@ -103,13 +103,13 @@ class Fit:
     def _training_responsibilities(self) -> torch.Tensor:
         """``(n, k)`` at ``params`` on the training data, chunk by chunk into one output."""
         data, model = self.data, self.model
-        step = self.chunk_size or data.shape[0]
-        out = None
-        for start in range(0, data.shape[0], step):
-            resp = model.e_step(data[start: start + step], self.params, hard=self.hard)[0]
+        out, at = None, 0
+        for piece in model.split(data, self.chunk_size or model.n_units(data)):
+            resp = model.e_step(piece, self.params, hard=self.hard)[0]
             if out is None:
-                out = resp.new_empty(data.shape[0], resp.shape[-1])
-            out[start: start + step] = resp
+                out = resp.new_empty(model.n_observations(data), resp.shape[-1])
+            out[at: at + resp.shape[0]] = resp
+            at += resp.shape[0]
         return out
 
     @property
@@ -148,12 +148,12 @@ class Fit:
 
     def bic(self, data) -> float:
         """Bayesian information criterion on ``data`` (lower is better)."""
-        n = self.model.check_data(data).shape[0]
+        n = self.model.n_observations(self.model.check_data(data))
         return -2 * self.score(data) * n + self.n_parameters() * math.log(n)
 
     def aic(self, data) -> float:
         """Akaike information criterion on ``data`` (lower is better)."""
-        n = self.model.check_data(data).shape[0]
+        n = self.model.n_observations(self.model.check_data(data))
         return -2 * self.score(data) * n + 2 * self.n_parameters()
 
 

@@ -112,7 +112,7 @@ def initialize(model, data, method: str = "kmeans++", seed: int = 0, restarts: i
         restarts: R > 1 gives a batch of R independent starts, ``(R, ...)`` per tensor.
     """
     data = model.check_data(data)
-    check_k(model.k, data.shape[0])
+    check_k(model.k, model.n_observations(data))
     restarts = check_int(restarts, "restarts", low=1)
     seed = check_int(seed, "seed", low=0)
     if method not in INIT_METHODS:

@@ -184,7 +184,7 @@ def _optimize(objective: Objective, options: VIOptions, run: VIRun, method: str)
         loss.backward()
         return loss
 
-    n = objective.data.shape[0]
+    n = objective.model.n_observations(objective.data)
     with pyro.validation_enabled(True):  # check the program once, at the initial point
         objective.elbo.loss(objective.pyro_model, objective.guide, objective.data)
     start = time.perf_counter()
@@ -236,7 +236,7 @@ def fit_vi(model, data, init, *, optimizer: str = "lbfgs", lr: float | None = No
     """
     notes = precision_notes(data)
     data = model.check_data(data)
-    check_k(model.k, data.shape[0])
+    check_k(model.k, model.n_observations(data))
     params = model.check_params(init, "init")
     options = VIOptions.check(optimizer, lr, steps, tol, patience, callback, record_params)
     batch = params.batch_shape(model.specs)

@@ -1,21 +1,32 @@
-"""The model contract shared by every latent-assignment model.
+"""The model protocol: everything the fitting loops, initialisation, the comparison and
+the reports ask of a model, declared once in :class:`LatentModel`.
 
 A model owns its parameter specs, its Pyro program (with the assignment site
-marked for enumeration), simulation by running that program, initialisation
-and the pieces of EM. It knows nothing about optimisers, files or plots.
+marked for enumeration), simulation by running that program and the pieces of
+EM. It knows nothing about optimisers, files or plots. A new model type (a
+mixture, an HMM, a program-only model) subclasses :class:`LatentModel` and
+fills in the abstract methods; the others have defaults that suit row-wise data.
 
-The EM pieces come in four calls that the loop in ``inference.em`` drives:
+Data are whatever :meth:`LatentModel.check_data` returns (a ``(n, ...)`` tensor
+for mixtures); the loops only cut it with :meth:`~LatentModel.split` and count it
+with :meth:`~LatentModel.n_observations`. The EM pieces that ``inference.em``
+drives:
 
-- ``shift(data)``: a reference point fixed for a whole fit;
-- ``prepare(data, shift)``: per-observation quantities computed once (cacheable);
-- ``expect(prepared, params, hard)``: the E-step on one chunk -> :class:`EStep`,
-  whose ``stats`` add across chunks;
-- ``maximize(stats, params, shift)``: the constrained M-step from summed statistics (fixed
-  parameters keep their values; the free ones maximise given them).
+- ``shift(data)``: a reference computed once from all the data (fixed for a fit);
+- ``prepare(chunk, shift)``: what the E-step needs of a chunk (cacheable);
+- ``expect(prepared, params, hard, marginal)`` -> :class:`EStep`, whose ``stats``
+  add across chunks (and processes);
+- ``maximize(stats, params, shift)``: the constrained M-step (fixed parameters keep
+  their values; the free ones maximise given them).
+
+A class that leaves any abstract method out cannot be built: Python's error, or,
+for a class named in a config, one line listing what is missing
+(:func:`missing_members`).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -89,14 +100,21 @@ class Simulation(NamedTuple):
     assignments: torch.Tensor
 
 
-class LatentModel:
-    """Base class: validation, simulation, initialisation and whole-data E/M steps."""
+class LatentModel(ABC):
+    """The protocol every model type implements (see the module docstring).
+
+    Class attributes:
+        name: the registered name (``emvi list``, configs).
+        default_hard: which EM a fit uses unless told otherwise (K-means: hard).
+        m_step_kind: ``closed-form`` or ``generic`` (a numerical M-step); reports say which.
+        chunkable: whether the statistics add across chunks (a generic M-step needs all
+            the data at once).
+    """
 
     name: str = "model"
-    #: which EM a fit uses unless told otherwise (K-means: hard)
     default_hard: bool = False
-    #: the M-step this model's EM uses
     m_step_kind: str = "closed-form"
+    chunkable: bool = True
 
     def __init__(self, k: int, specs: dict[str, ParamSpec], fixed: Mapping | None = None):
         self.k = check_int(k, "k", low=1, high=100_000)
@@ -111,34 +129,101 @@ class LatentModel:
         self.fixed = Params()
         self.fixed = self._check_values(fixed, "fixed", allow_missing=True)
 
-    # -- the contract a concrete model fills in -------------------------------------
-    def program(self, params: Params, data: torch.Tensor | None = None, n: int | None = None):
-        """The Pyro generative program; ``data: (n, ...)`` observed, or ``n`` to simulate."""
-        raise NotImplementedError
+    # -- the contract: data and the generative program ----------------------------------
+    @abstractmethod
+    def check_data(self, data, name: str = "data"):
+        """Validate user data (raise :class:`InputError` naming ``name``) and return it in
+        the model's own form: a ``(n, *event)`` float64 tensor for row-wise models."""
 
-    def check_data(self, data, name: str = "data") -> torch.Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def program(self, params: Params, data=None, n: int | None = None):
+        """The Pyro generative program: observes ``data`` (checked form), or simulates ``n``
+        observations when ``data`` is None. ``params`` may carry a restart batch
+        ``(R, ...)`` when :meth:`plate_nesting` says the program has a restart plate."""
 
-    def features(self, data: torch.Tensor) -> torch.Tensor:
-        """``(n, f)`` points for distance-based initialisation."""
+    @abstractmethod
+    def random_params(self, data, generator: torch.Generator) -> Params:
+        """Random but sensible free parameters near ``data`` (random starts, tests)."""
+
+    # -- the contract: EM pieces -------------------------------------------------------
+    @abstractmethod
+    def shift(self, data):
+        """A reference computed once from all of ``data`` and passed to every chunk's
+        :meth:`prepare` and to :meth:`maximize` (``None`` when not needed)."""
+
+    @abstractmethod
+    def prepare(self, data, shift):
+        """What the E-step needs of one chunk (``data`` as :meth:`split` cut it)."""
+
+    @abstractmethod
+    def expect(self, prepared, params: Params, hard: bool = False,
+               marginal: bool = True) -> EStep:
+        """The E-step on one chunk: statistics that add across chunks, the chunk's
+        ``(*batch,)`` log-likelihood and objective, ``(*batch, n, k)`` responsibilities
+        and ``(*batch, n)`` scores (each observation's MAP log joint; hard EM)."""
+
+    @abstractmethod
+    def summarize(self, prepared, responsibilities: torch.Tensor, params: Params) -> dict:
+        """The statistics :meth:`expect` would give for ``responsibilities: (*batch, n, k)``
+        (an M-step straight from responsibilities: initialisation)."""
+
+    @abstractmethod
+    def maximize(self, stats: dict, params: Params, shift=None) -> Params:
+        """The constrained M-step from summed ``stats``: fixed parameters keep their values,
+        the free ones maximise the expected complete-data log-likelihood given them."""
+
+    # -- defaults that suit row-wise data -----------------------------------------------
+    def split(self, data, size: int) -> list:
+        """``data`` cut into chunks of at most ``size`` observations (rows; an HMM keeps
+        sequences whole), in order."""
+        return [data[i: i + size] for i in range(0, self.n_units(data), size)]
+
+    def n_units(self, data) -> int:
+        """How many indivisible pieces ``data`` has (rows; sequences for an HMM)."""
+        return data.shape[0]
+
+    def n_observations(self, data) -> int:
+        """Observations in ``data``: the unit of the per-observation convergence rule,
+        of BIC's ``log n`` and of responsibilities' first axis."""
+        return data.shape[0]
+
+    def features(self, data) -> torch.Tensor:
+        """``(n_observations, f)`` points for distance-based initialisation."""
         return data.reshape(data.shape[0], -1)
 
-    def random_params(self, data: torch.Tensor, generator: torch.Generator) -> Params:
-        raise NotImplementedError
+    def centers(self, prepared, responsibilities) -> Params:
+        """Reference values for statistics when an M-step starts from responsibilities
+        alone (default: none needed)."""
+        return Params()
 
-    def canonical(self, values: dict) -> dict:
-        return values
+    def empty_components(self, stats: dict) -> torch.Tensor:
+        """``(*batch, k)`` components no observation is assigned to (hard EM relocates
+        them); default: none."""
+        counts = stats.get("counts")
+        if counts is None:
+            raise InputError(f"hard: {self.describe()} does not support hard (classification) EM")
+        return torch.zeros_like(counts, dtype=torch.bool)
 
-    def describe(self) -> str:
-        return f"{self.name}(k={self.k})"
-
-    def diagnose(self, data: torch.Tensor, params: Params) -> list[str]:
-        """Plain-words notes on fitted parameters a user should know about (default: none)."""
-        return []
+    def move_points(self, stats, restart, targets, indices, data, params, shift) -> None:
+        """Hard EM: move observations ``indices`` to components ``targets`` in ``stats``
+        (in place). Needed only by models whose :meth:`empty_components` can be true."""
+        raise NotImplementedError(f"{type(self).__name__} cannot relocate observations")
 
     def plate_nesting(self, params: Params) -> int:
         """Plates in the program: the data plate, plus the restart plate for a batch."""
         return 1 + len(params.batch_shape(self.specs))
+
+    def canonical(self, values: dict) -> dict:
+        """Accept convenient aliases in user-given parameters (e.g. ``covariances``)."""
+        return values
+
+    def describe(self) -> str:
+        """A short description for reports, e.g. ``mixture(k=3, gaussian(dim=2, ...))``."""
+        return f"{self.name}(k={self.k})"
+
+    def diagnose(self, data, params: Params) -> list[str]:
+        """Plain-words notes on fitted parameters a user should know about (default: none)."""
+        return []
 
     # -- parameters ----------------------------------------------------------------
     def params(self, **values) -> Params:
@@ -283,7 +368,11 @@ class LatentModel:
             params.setdefault(name, value)
         return self.maximize(self.summarize(prepared, responsibilities, params), params, shift)
 
-    def centers(self, prepared, responsibilities) -> Params:
-        """Reference values for statistics when an M-step starts from responsibilities
-        alone (default: none needed)."""
-        return Params()
+
+def missing_members(cls) -> list[str]:
+    """The parts of the protocol a model class (or a family) does not define yet."""
+    from .families.base import Family
+
+    if isinstance(cls, type) and issubclass(cls, Family):
+        return cls.missing_methods()
+    return sorted(getattr(cls, "__abstractmethods__", ()))

@@ -172,17 +172,13 @@ def load_reference(name: str) -> type:
 
 def check_contract(cls, name: str) -> None:
     """A user class must be a complete Family or a LatentModel with a program."""
-    from .base import LatentModel
+    from .base import LatentModel, missing_members
     from .families.base import Family
 
     if not inspect.isclass(cls) or not issubclass(cls, (Family, LatentModel)):
         raise InputError(f"model: {name} does not meet the model contract: expected a "
-                         "subclass of models.Family or models.LatentModel (e.g. PyroModel)")
-    missing = sorted(getattr(cls, "__abstractmethods__", ()))
-    if issubclass(cls, LatentModel):
-        for method in ("program", "check_data"):
-            if getattr(cls, method) is getattr(LatentModel, method):
-                missing.append(method)
+                         "subclass of emvi.Family or emvi.LatentModel (e.g. emvi.PyroModel)")
+    missing = missing_members(cls)
     if missing:
         raise InputError(f"model: {name} does not meet the model contract: it does not "
                          f"define {', '.join(missing)}")
