@@ -159,6 +159,14 @@ def cmd_list(args) -> int:
             description = "(unreadable)"
         first = str(description).strip().splitlines()[0] if str(description).strip() else ""
         print(f"  {path.stem:<20} {first}")
+    if args.options:
+        from ..inference import options
+
+        functions = {"em": "fit_em", "vi": "fit_vi", "init": "initialize"}
+        for section, table in options.TABLES.items():
+            print(f"[{section}] keys of a config = arguments of emvi.{functions[section]}():")
+            for line in options.describe(table):
+                print(f"  {line}")
     return 0
 
 
@@ -188,6 +196,8 @@ def parser() -> argparse.ArgumentParser:
                      help="finish an interrupted run (its .partial directory)")
     run.set_defaults(func=cmd_run)
     lst = sub.add_parser("list", help="registered models and shipped configs")
+    lst.add_argument("--options", action="store_true",
+                     help="also the fitting options: type, range, default, help")
     lst.set_defaults(func=cmd_list)
     rep = sub.add_parser("report", help="re-render a run's report and figures")
     rep.add_argument("run_dir")

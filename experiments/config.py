@@ -20,8 +20,7 @@ from typing import Any
 
 import tomllib
 
-from ..inference.init import INIT_METHODS
-from ..inference.vi import OPTIMIZERS
+from ..inference import options
 from ..models import registry
 from ..models.validation import InputError, InputTypeError
 from . import store
@@ -56,6 +55,12 @@ class Field:
     high: float | None = None
 
 
+def from_option(option: options.Option) -> Field:
+    """A config field for a fitting option: the same type, range and default."""
+    return Field(option.kind, option.default, low=option.low, choices=option.choices,
+                 open_low=option.open_low, high=option.high)
+
+
 SECTIONS: dict[str, dict[str, Field]] = {
     "data": {
         "n": Field(int, None, low=1, high=10**9),
@@ -65,27 +70,17 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "file": Field(str, None, sweep=False),
         "columns": Field(list, None, sweep=False),
     },
+    # [init], [em] and [vi] are the Python API's options (one table: inference.options),
+    # plus what only a config says: fitting a path at all, starting from given values
     "init": {
-        "method": Field(str, "kmeans++", choices=INIT_METHODS + ("params",)),
-        "seed": Field(int, 0, low=0, high=2**63 - 1),
-        "restarts": Field(int, 1, low=1, high=10_000),
+        **{name: from_option(option) for name, option in options.INIT.items()},
+        "method": Field(str, "kmeans++", choices=options.INIT_METHODS + ("params",)),
         "params": Field(dict, None, sweep=False),
     },
-    "em": {
-        "enabled": Field(bool, True),
-        "max_iter": Field(int, 1000, low=0, high=10**8),
-        "tol": Field(float, 1e-8, low=0),
-        "hard": Field(bool, None),
-        "chunk_size": Field(int, None, low=1, high=10**9),
-    },
-    "vi": {
-        "enabled": Field(bool, True),
-        "optimizer": Field(str, "lbfgs", choices=OPTIMIZERS),
-        "lr": Field(float, None, low=0, open_low=True),
-        "steps": Field(int, 500, low=0, high=10**8),
-        "tol": Field(float, 1e-10, low=0),
-        "patience": Field(int, None, low=1, high=10**8),
-    },
+    "em": {"enabled": Field(bool, True),
+           **{name: from_option(option) for name, option in options.EM.items()}},
+    "vi": {"enabled": Field(bool, True),
+           **{name: from_option(option) for name, option in options.VI.items()}},
     "compare": {"rtol": Field(float, 1e-6, low=0)},
     "plots": {
         "enabled": Field(bool, True),

@@ -26,16 +26,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..models.params import Params
-from ..models.validation import (
-    InputError,
-    check_bool,
-    check_callable,
-    check_int,
-    check_k,
-    check_real,
-    precision_notes,
-)
+from ..models.validation import InputError, check_bool, check_callable, check_k, precision_notes
 from .fit import Fit, Progress, warnings_as_notes
+from .options import EM
 
 #: prepared statistics up to this size are computed once and kept for all iterations
 CACHE_BYTES = 1 << 30
@@ -188,15 +181,15 @@ class EMRun:
 
 
 class Options:
-    """Validated arguments of :func:`fit_em` (one place for their checks)."""
+    """Validated arguments of :func:`fit_em`, checked against the one table of options."""
 
     def __init__(self, max_iter, tol, hard, chunk_size, callback, record_params,
                  track_log_likelihood, cache_bytes, model):
-        self.max_iter = check_int(max_iter, "max_iter", low=0)
-        self.tol = None if tol is None else check_real(tol, "tol", low=0.0)
-        self.hard = model.default_hard if hard is None else check_bool(hard, "hard")
-        self.chunk_size = None if chunk_size is None else check_int(chunk_size, "chunk_size",
-                                                                    low=1)
+        self.max_iter = EM["max_iter"].check(max_iter, "max_iter")
+        self.tol = EM["tol"].check(tol, "tol")
+        hard = EM["hard"].check(hard, "hard")
+        self.hard = model.default_hard if hard is None else hard
+        self.chunk_size = EM["chunk_size"].check(chunk_size, "chunk_size")
         self.callback = None if callback is None else check_callable(callback, "callback")
         self.record_params = check_bool(record_params, "record_params")
         self.marginal = check_bool(track_log_likelihood, "track_log_likelihood") or not self.hard
@@ -204,8 +197,9 @@ class Options:
         self.method = "hard-em" if self.hard else "em"
 
 
-def fit_em(model, data, init, *, max_iter: int = 1000, tol: float | None = 1e-8,
-           hard: bool | None = None, chunk_size: int | None = None,
+def fit_em(model, data, init, *, max_iter: int = EM["max_iter"].default,
+           tol: float | None = EM["tol"].default, hard: bool | None = EM["hard"].default,
+           chunk_size: int | None = EM["chunk_size"].default,
            callback: Callable[[Progress], None] | None = None, record_params: bool = True,
            track_log_likelihood: bool = True, cache_bytes: int = CACHE_BYTES) -> Fit:
     """Fit ``model`` to ``data`` by EM from ``init``.

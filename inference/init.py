@@ -12,9 +12,8 @@ import math
 import torch
 
 from ..models.params import Params
-from ..models.validation import InputError, check_int, check_k
-
-INIT_METHODS = ("random", "random_points", "kmeans++", "kmeans", "random_params")
+from ..models.validation import InputError, check_k
+from .options import INIT, INIT_METHODS
 
 
 def squared_distances(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
@@ -101,7 +100,8 @@ def initial_responsibilities(points, k: int, method: str, generator) -> torch.Te
     raise InputError(f"method: expected one of {INIT_METHODS}, got {method!r}")
 
 
-def initialize(model, data, method: str = "kmeans++", seed: int = 0, restarts: int = 1) -> Params:
+def initialize(model, data, method: str = INIT["method"].default, seed: int = INIT["seed"].default,
+               restarts: int = INIT["restarts"].default) -> Params:
     """Initial parameters for ``model`` on ``data``.
 
     Args:
@@ -113,10 +113,9 @@ def initialize(model, data, method: str = "kmeans++", seed: int = 0, restarts: i
     """
     data = model.check_data(data)
     check_k(model.k, model.n_observations(data))
-    restarts = check_int(restarts, "restarts", low=1)
-    seed = check_int(seed, "seed", low=0)
-    if method not in INIT_METHODS:
-        raise InputError(f"method: expected one of {INIT_METHODS}, got {method!r}")
+    method = INIT["method"].check(method, "method")
+    seed = INIT["seed"].check(seed, "seed")
+    restarts = INIT["restarts"].check(restarts, "restarts")
     generator = torch.Generator().manual_seed(seed)
     points = standardise(model.features(data))
     sets = []

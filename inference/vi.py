@@ -22,17 +22,10 @@ import torch
 from pyro.infer import TraceEnum_ELBO, config_enumerate
 
 from ..models.params import Params, interior
-from ..models.validation import (
-    InputError,
-    check_callable,
-    check_int,
-    check_k,
-    check_real,
-    precision_notes,
-)
+from ..models.validation import InputError, check_bool, check_callable, check_k, precision_notes
 from .fit import Fit, Progress, warnings_as_notes
+from .options import OPTIMIZERS, VI  # noqa: F401 (OPTIMIZERS: public)
 
-OPTIMIZERS = ("adam", "lbfgs")
 DEFAULT_LR = {"adam": 0.05, "lbfgs": 1.0}
 DEFAULT_PATIENCE = {"adam": 10, "lbfgs": 1}
 
@@ -76,16 +69,14 @@ class VIOptions:
 
     @classmethod
     def check(cls, optimizer, lr, steps, tol, patience, callback, record_params) -> VIOptions:
-        if optimizer not in OPTIMIZERS:
-            raise InputError(f"optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}")
-        lr = DEFAULT_LR[optimizer] if lr is None else check_real(lr, "lr", low=0.0,
-                                                                 open_low=True)
-        steps = check_int(steps, "steps", low=0)
-        tol = None if tol is None else check_real(tol, "tol", low=0.0)
-        patience = check_int(DEFAULT_PATIENCE[optimizer] if patience is None else patience,
-                             "patience", low=1)
+        optimizer = VI["optimizer"].check(optimizer, "optimizer")
+        lr = VI["lr"].check(lr, "lr")
+        patience = VI["patience"].check(patience, "patience")
         callback = None if callback is None else check_callable(callback, "callback")
-        return cls(optimizer, lr, steps, tol, patience, callback, bool(record_params))
+        return cls(optimizer, DEFAULT_LR[optimizer] if lr is None else lr,
+                   VI["steps"].check(steps, "steps"), VI["tol"].check(tol, "tol"),
+                   DEFAULT_PATIENCE[optimizer] if patience is None else patience, callback,
+                   check_bool(record_params, "record_params"))
 
 
 @dataclass
@@ -213,8 +204,9 @@ def _optimize(objective: Objective, options: VIOptions, run: VIRun, method: str)
             opt.step()
 
 
-def fit_vi(model, data, init, *, optimizer: str = "lbfgs", lr: float | None = None,
-           steps: int = 500, tol: float | None = 1e-10, patience: int | None = None,
+def fit_vi(model, data, init, *, optimizer: str = VI["optimizer"].default,
+           lr: float | None = VI["lr"].default, steps: int = VI["steps"].default,
+           tol: float | None = VI["tol"].default, patience: int | None = VI["patience"].default,
            callback: Callable[[Progress], None] | None = None,
            record_params: bool = True) -> Fit:
     """Fit ``model`` to ``data`` by maximising TraceEnum_ELBO from ``init``.

@@ -5,10 +5,10 @@ from __future__ import annotations
 import inspect
 
 import pytest
-
-from emvi import LatentModel, Mixture, PyroModel
 from emvi.models.base import missing_members
 from emvi.models.registry import check_contract
+
+from emvi import LatentModel, Mixture, PyroModel
 
 
 class HalfAModel(LatentModel):
