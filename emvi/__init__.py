@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 _EXPORTS = {
     **dict.fromkeys([
         "Comparison", "Fit", "Progress", "adjusted_rand_index", "compare", "fit_em", "fit_vi",
-        "initialize", "pyro_gradient", "pyro_log_likelihood", "pyro_map_assignments",
+        "initialize", "load", "pyro_gradient", "pyro_log_likelihood", "pyro_map_assignments",
         "pyro_posterior"], ".inference"),
     **dict.fromkeys([
         "COVARIANCE_TYPES", "Bernoulli", "BernoulliMixture", "Binomial", "Categorical",
@@ -63,6 +63,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
         fit_em,
         fit_vi,
         initialize,
+        load,
         pyro_gradient,
         pyro_log_likelihood,
         pyro_map_assignments,

@@ -170,10 +170,29 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from .predict import main_predict
+
+    return main_predict(args)
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("emvi")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def cmd_report(args) -> int:
+    from .predict import latest_run
     from .report import render_run
 
-    path, left_out = render_run(Path(args.run_dir), trust_model_code=args.trust_model_code)
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "metrics.json").is_file() and run_dir.is_dir():
+        run_dir = latest_run(run_dir)  # runs/<config>: its newest finished run
+    path, left_out = render_run(run_dir, trust_model_code=args.trust_model_code)
     for code in dict.fromkeys(left_out):
         print(f"emvi: note: figures of the model {code} left out: drawing them runs its code; "
               "pass --trust-model-code to draw them", file=sys.stderr)
@@ -184,6 +203,7 @@ def cmd_report(args) -> int:
 def parser() -> argparse.ArgumentParser:
     top = Parser(prog="emvi", description="Fit latent-assignment models by EM and by "
                  "TraceEnum_ELBO, and compare them.")
+    top.add_argument("--version", action="version", version=f"emvi {_version()}")
     sub = top.add_subparsers(dest="command", required=True, parser_class=Parser)
     run = sub.add_parser("run", help="run a config (a path or a shipped config's name)")
     run.add_argument("config")
@@ -205,6 +225,19 @@ def parser() -> argparse.ArgumentParser:
                      help="import the model code (.py file or module) the run names, to "
                      "redraw its figures; without it such figures are left out")
     rep.set_defaults(func=cmd_report)
+    pre = sub.add_parser("predict", help="label new rows with the model a run fitted")
+    pre.add_argument("run_dir", help="a finished run, or runs/<config> for its latest run")
+    pre.add_argument("data", help="a CSV file with the columns the model read")
+    pre.add_argument("--out", type=Path, help="write the labels here (default: stdout)")
+    pre.add_argument("--method", default="em", choices=["em", "vi"],
+                     help="which of the run's fits (default: em)")
+    pre.add_argument("--experiment", help="which experiment, when the run has several")
+    pre.add_argument("--cell", help="which sweep cell, when the experiment has several")
+    pre.add_argument("--columns", help="comma-separated value columns, for a run on "
+                     "simulated data (default: every column)")
+    pre.add_argument("--trust-model-code", action="store_true",
+                     help="import the user model file the run names")
+    pre.set_defaults(func=cmd_predict)
     return top
 
 

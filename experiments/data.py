@@ -99,3 +99,24 @@ def as_model_data(model, array: np.ndarray, source):
             except (InputError, InputTypeError):
                 pass
         raise ConfigError(source, "data.file", str(first)) from None
+
+
+def data_columns(path: str | None, columns) -> list | None:
+    """The names (CSV) or indices (``.npy``) of the columns a model reads from ``path``;
+    ``None`` for simulated data. ``emvi predict`` reads the same columns of new data."""
+    if path is None:
+        return None
+    if columns is not None:
+        return list(columns)
+    if Path(path).suffix == ".npy":
+        return None  # every column, in order
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        header = next(csv.reader(handle), [])
+    return [name.strip() for name in header]
+
+
+def parse_number(text: str) -> float:
+    """One CSV cell as a number: plain ASCII decimals only (``ValueError`` otherwise)."""
+    if not NUMBER.fullmatch(text):
+        raise ValueError(text)
+    return float(text)

@@ -15,11 +15,12 @@ import tomli_w
 import torch
 
 from ..inference import compare, fit_em, fit_vi, initialize
+from ..inference.persist import fit_bytes
 from ..models import registry
 from ..models.validation import InputError, InputTypeError
 from . import memory, store
 from .config import Config, ConfigError, Experiment, build_model, generator_model
-from .data import as_model_data, read_table
+from .data import as_model_data, data_columns, read_table
 
 #: parameter columns are written to history.csv up to this many scalars
 MAX_TRACE_SCALARS = 400
@@ -146,8 +147,9 @@ def make_init(cell: Experiment, model, data):
                             restarts=init["restarts"])
 
 
-def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, dict]:
-    """Fit one cell both ways; returns ``(result, history csv, arrays)``."""
+def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, dict, dict]:
+    """Fit one cell both ways; returns ``(result, history csv, arrays, files)`` where
+    ``files`` are the fitted models (``fit_em.pt``, ``fit_vi.pt``)."""
     model = build_model(cell.model, source)
     data, assignments, truth, true_k = make_data(cell, model, source)
     if data.shape[0] < model.k:
@@ -194,7 +196,8 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
         "truth": truth.to_lists() if truth is not None else None,
         "truth_k": true_k,
         "data": {"source": cell.data["file"] or "simulated", "n": int(data.shape[0]),
-                 "seed": cell.data["seed"] if cell.data["file"] is None else None},
+                 "seed": cell.data["seed"] if cell.data["file"] is None else None,
+                 "columns": data_columns(cell.data["file"], cell.data["columns"])},
         "init": {"method": cell.init["method"], "seed": cell.init["seed"],
                  "restarts": cell.init["restarts"], "params": single.to_lists()},
         "fits": {label: fit_summary(fit, data) for label, fit in fits.items()},
@@ -209,7 +212,8 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
         arrays["assignments"] = assignments.numpy()
     for label, fit in fits.items():
         arrays[f"responsibilities_{label}"] = fit.responsibilities.numpy()
-    return result, store.csv_text(header, rows), arrays
+    files = {f"fit_{label}.pt": fit_bytes(fit) for label, fit in fits.items()}
+    return result, store.csv_text(header, rows), arrays, files
 
 
 def _clean(value):
@@ -339,9 +343,9 @@ def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = N
             reporter.cell_started(exp.name, ident, index, len(plan))
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
-                result, history, arrays = run_cell(cell, config.source, reporter)
+                result, history, arrays, files = run_cell(cell, config.source, reporter)
             result = {"experiment": exp.name, "cell": ident, "values": values, **result}
-            store.save_cell(run_dir, exp.name, ident, _clean(result), history, arrays)
+            store.save_cell(run_dir, exp.name, ident, _clean(result), history, arrays, files)
             done += 1
         final = finalize(run_dir, config)
     except KeyboardInterrupt:

@@ -245,8 +245,10 @@ def cell_path(run: Path, experiment: str, cell: str) -> Path:
 
 
 def save_cell(run: Path, experiment: str, cell: str, result: dict, history: str,
-              arrays: dict[str, np.ndarray]) -> None:
-    """Write one finished cell into a temporary directory, then rename it into place."""
+              arrays: dict[str, np.ndarray], files: dict[str, bytes] | None = None) -> None:
+    """Write one finished cell into a temporary directory, then rename it into place.
+
+    ``files``: further files by name (the fitted models, ``fit_em.pt``, ...)."""
     final = cell_path(run, experiment, cell)
     tmp = inside(run, final.with_name(f".{final.name}.tmp"))
     if tmp.exists():
@@ -254,6 +256,8 @@ def save_cell(run: Path, experiment: str, cell: str, result: dict, history: str,
     tmp.mkdir(parents=True)
     write_json(tmp / "result.json", result, run)
     write_atomic(tmp / "history.csv", history, run)
+    for name, content in (files or {}).items():
+        write_atomic(tmp / check_name(name, "file name"), content, run)
     with open(inside(run, tmp / "data.npz"), "wb") as handle:
         np.savez(handle, **arrays)
     if final.exists():  # a damaged copy, recomputed

@@ -10,10 +10,11 @@ from .enumeration import (
 )
 from .fit import Fit, Progress
 from .init import INIT_METHODS, initialize
+from .persist import load_fit as load
 from .vi import fit_vi
 
 __all__ = [
     "Comparison", "Fit", "INIT_METHODS", "Progress", "adjusted_rand_index", "alignment",
-    "compare", "fit_em", "fit_vi", "initialize", "permute", "pyro_log_likelihood",
+    "compare", "fit_em", "fit_vi", "initialize", "load", "permute", "pyro_log_likelihood",
     "pyro_gradient", "pyro_map_assignments", "pyro_posterior",
 ]

@@ -6,6 +6,7 @@ import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import InitVar, dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -37,7 +38,7 @@ class Progress(NamedTuple):
     seconds: float
 
 
-@dataclass
+@dataclass(repr=False)
 class Fit:
     """The outcome of ``fit_em`` or ``fit_vi``.
 
@@ -111,6 +112,19 @@ class Fit:
             out[at: at + resp.shape[0]] = resp
             at += resp.shape[0]
         return out
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{name} {tuple(value.shape)}" for name, value in self.params.items())
+        state = "converged" if self.converged else "not converged"
+        notes = f"; {len(self.notes)} note(s)" if self.notes else ""
+        return (f"Fit({self.method}, {self.model.describe()}: {self.iterations} iterations, "
+                f"{state}, log-likelihood {self.log_likelihood:.6g}; params: {shapes}{notes})")
+
+    def save(self, path) -> Path:
+        """Keep this fit in a file (tensors and JSON only); :func:`emvi.load` reads it."""
+        from .persist import save_fit
+
+        return save_fit(self, path)
 
     @property
     def assignments(self) -> torch.Tensor:

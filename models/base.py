@@ -35,6 +35,7 @@ import torch
 from torch.distributions import constraints
 
 from .params import Params, ParamSpec
+from .recipe import capture
 from .validation import InputError, InputTypeError, as_tensor, check_finite, check_int
 
 ASSIGNMENT = "assignment"
@@ -115,6 +116,11 @@ class LatentModel(ABC):
     default_hard: bool = False
     m_step_kind: str = "closed-form"
     chunkable: bool = True
+
+    def __new__(cls, *args, **kwargs):
+        self = super().__new__(cls)
+        capture(self, args, kwargs)  # how to build it again (saved fits)
+        return self
 
     def __init__(self, k: int, specs: dict[str, ParamSpec], fixed: Mapping | None = None):
         self.k = check_int(k, "k", low=1, high=100_000)

@@ -223,3 +223,19 @@ def build(name: str, **kwargs):
         weights = kwargs.pop("weights", None)
         return Mixture(cls(**kwargs), k, fixed=None if weights is None else {"weights": weights})
     return cls(**kwargs)
+
+
+def emvi_class(reference: str) -> type:
+    """One of emvi's own classes by ``emvi.module:Class`` (a saved fit's model); any other
+    module is refused before it is imported."""
+    module, _, name = reference.partition(":")
+    if not (module == "emvi" or module.startswith("emvi.")) or not name:
+        raise InputError(f"model: {reference!r} is not one of emvi's classes")
+    try:
+        found = importlib.import_module(module)
+        for part in name.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError):
+        raise InputError(f"model: emvi has no class {reference!r} (saved by another "
+                         "version?)") from None
+    return found

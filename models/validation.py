@@ -46,6 +46,8 @@ def as_tensor(value, name: str) -> torch.Tensor:
             np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
         ):
             raise InputTypeError(f"{name}: expected numbers, got array of dtype {array.dtype}")
+        if not array.flags.writeable:  # e.g. a pandas frame's values: torch would warn
+            array = array.astype(np.float64)
         tensor = torch.as_tensor(array)
     if tensor.is_complex():
         raise InputTypeError(f"{name}: expected real numbers, got dtype {tensor.dtype}")

@@ -26,6 +26,7 @@ import torch
 from pyro.ops.indexing import Vindex
 
 from ..params import Params, ParamSpec
+from ..recipe import capture
 
 
 class Prepared(NamedTuple):
@@ -84,6 +85,12 @@ class Family(ABC):
     """One observation distribution, with closed-form weighted maximum likelihood."""
 
     name: str = "family"
+
+    def __new__(cls, *args, **kwargs):
+        self = super().__new__(cls)
+        capture(self, args, kwargs)  # how to build it again (saved fits)
+        return self
+
     #: shape of one observation
     event_shape: tuple[int, ...] = ()
     #: observations are whole numbers (plots draw a probability mass function)
