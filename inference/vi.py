@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import pyro
 import torch
+from pyro import poutine
 from pyro.infer import TraceEnum_ELBO, config_enumerate
 
 from ..models.params import Params, interior
@@ -105,7 +106,6 @@ class Objective:
             raise InputError("init: the model has no free parameters to fit")
         self.pyro_model, self.guide = pyro_objective(model, self.fixed, self.free)
         self.elbo = TraceEnum_ELBO(max_plate_nesting=model.plate_nesting(params))
-        self.prepared = model.prepare(data, model.shift(data)) if self.batch else None
 
     def leaves(self) -> list[torch.Tensor]:
         for name, value in self.free.items():
@@ -122,11 +122,30 @@ class Objective:
                            for k in self.model.specs})
 
     def per_restart(self, loss: torch.Tensor, values: Params) -> torch.Tensor:
-        """The marginal log-likelihood of each restart: ``-loss``, or per restart."""
+        """The marginal log-likelihood of each restart: ``-loss`` for one start; for a
+        restart plate, the program's own enumerated trace summed per restart (the ELBO is
+        their sum)."""
         if not self.batch:
             return -loss.detach()
-        with torch.no_grad():  # the program sums the restart plate; split it per restart
-            return self.model.expect(self.prepared, values).log_likelihood
+        with torch.no_grad():
+            return restart_log_likelihoods(self.model, self.data, values)
+
+
+def restart_log_likelihoods(model, data, params: Params) -> torch.Tensor:
+    """``(R,)`` each restart's marginal log-likelihood, from one enumerated trace of the
+    program on its restart plate: log-probabilities of every site summed, the (single)
+    enumerated assignment summed out, the data plate summed."""
+    nesting = model.plate_nesting(params)
+    program = poutine.enum(config_enumerate(model.program, "parallel"),
+                           first_available_dim=-1 - nesting)
+    trace = poutine.trace(program).get_trace(params, data)
+    trace.compute_log_prob()
+    sites = [site for site in trace.nodes.values() if site["type"] == "sample"]
+    enumerated = {site["infer"].get("_enumerate_dim") for site in sites} - {None}
+    if len(enumerated) != 1:
+        raise NotImplementedError("a restart plate needs exactly one enumerated site")
+    total = sum(site["log_prob"] for site in sites)
+    return total.logsumexp(enumerated.pop()).sum(-1).reshape(-1)
 
 
 def make_optimizer(options: VIOptions, leaves):

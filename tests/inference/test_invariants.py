@@ -157,3 +157,15 @@ def test_both_paths_recover_truth_within_a_tolerance_shrinking_with_n(name):
             for param, error in errors.items():
                 tolerance = 6 * standard_error_scale(model, truth, param) / n ** 0.5
                 assert error < tolerance, (fit.method, n, param, error, tolerance)
+
+
+@pytest.mark.parametrize("name", ["gmm_full", "two_coins", "regression", "categorical"])
+def test_vi_records_each_restarts_objective_from_the_program_itself(name):
+    from emvi.inference.vi import restart_log_likelihoods
+
+    model, data, _ = random_setting(name, 8)
+    batch = initialize(model, data, method="random", seed=3, restarts=4)
+    from_pyro = restart_log_likelihoods(model, data, batch)
+    torch.testing.assert_close(from_pyro, model.log_likelihood(data, batch), rtol=1e-10, atol=0)
+    assert float(from_pyro.sum()) == pytest.approx(pyro_log_likelihood(model, data, batch),
+                                                   rel=1e-10)
