@@ -172,6 +172,7 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
         reporter.fit_started("vi", vi["steps"])
         fits["vi"] = fit_vi(model, data, init, optimizer=vi["optimizer"], lr=vi["lr"],
                             steps=vi["steps"], tol=vi["tol"], patience=vi["patience"],
+                            posterior=vi["posterior"],
                             callback=reporter.fit_progress)
         reporter.fit_finished()
     if not fits:

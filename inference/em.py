@@ -224,7 +224,8 @@ def fit_em(model, data, init, *, max_iter: int = EM["max_iter"].default,
     Returns:
         A :class:`Fit` of the best restart: the one with the highest final objective
         (the marginal log-likelihood; for hard EM the classification log-likelihood,
-        i.e. K-means' lowest inertia), NaN never best. Its traces start at ``init``
+        i.e. K-means' lowest inertia; with priors, plus the log prior: MAP-EM), NaN
+        never best. Its traces start at ``init``
         (index 0) and end where that restart stopped.
     """
     notes = precision_notes(data)
@@ -269,6 +270,8 @@ def _iterate(model, chunks: Chunks, run: EMRun, batched: bool, options: Options,
         sub_batch = (len(run.active),) if batched else ()
         stats, log_lik, objective, resp, scores = chunks.expect(current, hard, hard,
                                                                 options.marginal)
+        if model.prior:  # MAP-EM: the objective is the log posterior
+            objective = objective + model.log_prior(current)
         previous = run.objectives[-1] if run.objectives else None
         run.record(objective, log_lik, time.perf_counter() - start)
         if options.record_params:

@@ -90,6 +90,8 @@ class Fit:
     m_step: str = "closed-form"
     notes: list = field(default_factory=list)
     events: list = field(default_factory=list)
+    #: a VI posterior's ``{parameter: (mean, sd)}`` (``posterior="normal"`` or ``"mvn"``)
+    posterior: dict | None = None
 
     def __post_init__(self, kept_responsibilities):
         self._responsibilities = kept_responsibilities

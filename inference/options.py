@@ -99,6 +99,10 @@ VI = {
                   "tol for patience steps; none: run all steps", low=0.0, nullable=True),
     "patience": Option(int, None, "consecutive small changes needed; none: 1 for L-BFGS, 10 "
                        "for Adam", low=1, high=10**8, nullable=True),
+    "posterior": Option(str, None, "point (maximum likelihood), map (AutoDelta: the MAP, "
+                        "needs priors), normal or mvn (AutoNormal / AutoMultivariateNormal "
+                        "posteriors, with adam); none: map when the model has priors, else "
+                        "point", choices=("point", "map", "normal", "mvn"), nullable=True),
 }
 INIT = {
     "method": Option(str, "kmeans++", "how starts are made: k-means++ centres (as "

@@ -25,6 +25,7 @@ from pyro.infer import TraceEnum_ELBO, config_enumerate
 from ..models.params import Params, interior
 from ..models.validation import InputError, check_bool, check_callable, check_k, precision_notes
 from .fit import Fit, Progress, warnings_as_notes
+from .guides import make_guide, posterior_summary, program_with_priors, site_params
 from .options import OPTIMIZERS, VI  # noqa: F401 (OPTIMIZERS: public)
 
 DEFAULT_LR = {"adam": 0.05, "lbfgs": 1.0}
@@ -94,37 +95,53 @@ class VIRun:
 
 
 class Objective:
-    """TraceEnum_ELBO of the model's program, its ``pyro.param`` leaves and snapshots."""
+    """TraceEnum_ELBO of the model's program (with its priors' sample sites and a guide
+    when ``posterior`` is not ``"point"``), its leaves and snapshots of the parameters."""
 
-    def __init__(self, model, data, params: Params):
-        self.model, self.data = model, data
+    def __init__(self, model, data, params: Params, posterior: str = "point"):
+        self.model, self.data, self.posterior = model, data, posterior
         self.batch = params.batch_shape(model.specs)
         self.fixed = Params({k: v for k, v in params.items() if model.specs[k].fixed})
         self.free = {k: interior(v, model.specs[k].constraint).clone() for k, v in params.items()
                      if not model.specs[k].fixed}
         if not self.free:
             raise InputError("init: the model has no free parameters to fit")
-        self.pyro_model, self.guide = pyro_objective(model, self.fixed, self.free)
+        if posterior == "point":
+            self.pyro_model, self.guide = pyro_objective(model, self.fixed, self.free)
+        else:
+            self.pyro_model = program_with_priors(model, self.fixed, self.free)
+            self.guide = make_guide(posterior, self.pyro_model, model, params)
+        # one sample of the globals per step for a posterior guide (Adam averages the noise)
         self.elbo = TraceEnum_ELBO(max_plate_nesting=model.plate_nesting(params))
 
     def leaves(self) -> list[torch.Tensor]:
+        sampled = {name for site in self.model.prior_sites() for name in site.targets}
         for name, value in self.free.items():
-            pyro.param(name, value, constraint=self.model.specs[name].constraint)
+            if self.posterior == "point" or name not in sampled:
+                pyro.param(name, value, constraint=self.model.specs[name].constraint)
+        if self.posterior != "point":
+            self.guide(self.data)  # creates the guide's parameters
         return [p for _, p in pyro.get_param_store().named_parameters()]
 
     def loss(self) -> torch.Tensor:
         return self.elbo.differentiable_loss(self.pyro_model, self.guide, self.data)
 
     def snapshot(self) -> Params:
+        """The current parameters (for a posterior guide: its medians)."""
         with torch.no_grad():
-            values = {k: pyro.param(k).detach().clone() for k in self.free}
-            return Params({k: values[k] if k in values else self.fixed[k]
-                           for k in self.model.specs})
+            store = dict(pyro.get_param_store().items())
+            values = Params(self.fixed)
+            for name in self.free:
+                if name in store:
+                    values[name] = pyro.param(name).detach().clone()
+            if self.posterior != "point":
+                medians = {k: v.detach().clone() for k, v in self.guide.median().items()}
+                values.update(site_params(self.model, medians))
+            return Params({k: values[k] for k in self.model.specs})
 
     def per_restart(self, loss: torch.Tensor, values: Params) -> torch.Tensor:
-        """The marginal log-likelihood of each restart: ``-loss`` for one start; for a
-        restart plate, the program's own enumerated trace summed per restart (the ELBO is
-        their sum)."""
+        """The objective of each restart: ``-loss`` for one start; for a restart plate,
+        the program's own enumerated trace summed per restart (the ELBO is their sum)."""
         if not self.batch:
             return -loss.detach()
         with torch.no_grad():
@@ -226,6 +243,7 @@ def _optimize(objective: Objective, options: VIOptions, run: VIRun, method: str)
 def fit_vi(model, data, init, *, optimizer: str = VI["optimizer"].default,
            lr: float | None = VI["lr"].default, steps: int = VI["steps"].default,
            tol: float | None = VI["tol"].default, patience: int | None = VI["patience"].default,
+           posterior: str | None = VI["posterior"].default,
            callback: Callable[[Progress], None] | None = None,
            record_params: bool = True) -> Fit:
     """Fit ``model`` to ``data`` by maximising TraceEnum_ELBO from ``init``.
@@ -242,6 +260,11 @@ def fit_vi(model, data, init, *, optimizer: str = VI["optimizer"].default,
         tol: stop when the objective per observation changes by at most ``tol``
             (unit-free, as EM) for ``patience`` consecutive steps (``None``: run all).
         patience: consecutive small changes required (default 1 for L-BFGS, 10 for Adam).
+        posterior: ``point`` (globals as ``pyro.param``: maximum likelihood), ``map`` (the
+            model's priors as ``pyro.sample`` sites with an ``AutoDelta`` guide: MAP, as
+            MAP-EM), ``normal`` / ``mvn`` (``AutoNormal`` / ``AutoMultivariateNormal``
+            posteriors; ``fit.posterior`` holds means and sds). Default: ``map`` when the
+            model has priors, else ``point``.
         callback: called with a :class:`Progress` after every step.
         record_params: keep the parameters of every step in ``param_trace``.
     """
@@ -250,19 +273,25 @@ def fit_vi(model, data, init, *, optimizer: str = VI["optimizer"].default,
     check_k(model.k, model.n_observations(data))
     params = model.check_params(init, "init")
     options = VIOptions.check(optimizer, lr, steps, tol, patience, callback, record_params)
+    posterior = check_posterior(model, VI["posterior"].check(posterior, "posterior"), options)
     batch = params.batch_shape(model.specs)
     if len(batch) > 1:
         raise InputError(f"init: expected at most one restart dimension, got batch {batch}")
-    if batch and model.plate_nesting(params) < 2:  # the program takes one parameter set
+    if batch and (model.plate_nesting(params) < 2 or posterior != "point"):
+        # a program written for one parameter set, or sampled globals: one start at a time
         fits = [fit_vi(model, data, params.select(b, model.specs), optimizer=optimizer, lr=lr,
-                       steps=steps, tol=tol, patience=patience, callback=callback,
-                       record_params=record_params) for b in range(batch[0])]
+                       steps=steps, tol=tol, patience=patience, posterior=posterior,
+                       callback=callback, record_params=record_params)
+                for b in range(batch[0])]
         return one_of(fits)
-    method = f"vi-{options.optimizer}"
-    run = VIRun()
+    method = f"vi-{options.optimizer}" if posterior == "point" else (
+        f"vi-{posterior}-{options.optimizer}")
+    run, summary = VIRun(), None
     with pyro.get_param_store().scope(), warnings_as_notes(notes):
-        objective = Objective(model, data, params)
+        objective = Objective(model, data, params, posterior)
         _optimize(objective, options, run, method)
+        if posterior in ("normal", "mvn") and run.final is not None:
+            summary = posterior_summary(objective.guide, model, run.final)
     if run.final is None:
         raise InputError("init: TraceEnum_ELBO's objective is not finite at the initial "
                          "parameters")
@@ -273,7 +302,26 @@ def fit_vi(model, data, init, *, optimizer: str = VI["optimizer"].default,
     elif options.tol is not None and not run.converged:
         notes.append(f"not converged: {options.steps} steps taken before the objective per "
                      f"observation changed by at most tol={options.tol:g}; raise steps")
-    return _result(model, data, run, batch, method, notes)
+    fit = _result(model, data, run, batch, method, notes)
+    if posterior != "point":  # the objective is the log posterior (or an ELBO): report the
+        from .enumeration import pyro_log_likelihood  # log-likelihood itself beside it
+
+        fit.log_likelihood = pyro_log_likelihood(model, data, fit.params)
+        fit.posterior = summary
+    return fit
+
+
+def check_posterior(model, posterior: str | None, options: VIOptions) -> str:
+    """The posterior kind for ``model``: ``map`` by default with priors, else ``point``."""
+    if posterior is None:
+        return "map" if model.prior else "point"
+    if posterior != "point" and not model.prior:
+        raise InputError(f"posterior: {posterior!r} needs priors: build the model with "
+                         "prior={...} (see emvi.models.priors), or use 'point'")
+    if posterior in ("normal", "mvn") and options.optimizer == "lbfgs":
+        raise InputError(f"optimizer: the {posterior} posterior's objective is stochastic "
+                         "(it samples the globals): use optimizer='adam'")
+    return posterior
 
 
 def _result(model, data, run: VIRun, batch, method: str, notes: list) -> Fit:

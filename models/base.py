@@ -124,7 +124,10 @@ class LatentModel(ABC):
 
     def __init__(self, k: int, specs: dict[str, ParamSpec], fixed: Mapping | None = None):
         self.k = check_int(k, "k", low=1, high=100_000)
-        fixed = dict(fixed or {})
+        if fixed is not None and not isinstance(fixed, Mapping):
+            raise InputTypeError(f"fixed: expected a table of parameter values, got "
+                                 f"{fixed!r:.60}")
+        fixed = self.canonical(dict(fixed or {}))  # aliases too (covariances -> scale_tril)
         for name in fixed:
             if name not in specs:
                 raise InputError(f"fixed: unknown parameter {name!r}; expected {list(specs)}")
@@ -230,6 +233,19 @@ class LatentModel(ABC):
     def diagnose(self, data, params: Params) -> list[str]:
         """Plain-words notes on fitted parameters a user should know about (default: none)."""
         return []
+
+    #: the model's priors (empty: maximum likelihood); see models/priors.py
+    prior: dict = {}
+
+    def prior_sites(self) -> list:
+        """The ``pyro.sample`` globals of the program under the model's priors, in order
+        (``PriorSite`` objects); empty without priors."""
+        return []
+
+    def log_prior(self, params: Params):
+        """``(*batch,)`` log prior density of ``params`` (0 without priors): EM maximises the
+        log-likelihood plus this; VI's program samples the same sites."""
+        return 0.0
 
     # -- parameters ----------------------------------------------------------------
     def params(self, **values) -> Params:

@@ -28,11 +28,14 @@ class GaussianMixture(Mixture):
         reg_covar: added to the covariance diagonal in the M-step.
         fixed: parameters held at given values, e.g. ``{"locs": [[0.0], [5.0]]}``: both
             paths fit the others given them (EM's M-step is the constrained maximiser).
+        prior: conjugate priors, e.g. ``{"weights": {"concentration": 2.0},
+            "covariances": {"scale": 0.5, "df": 4}}``: EM finds the MAP estimate and
+            fit_vi samples the same globals (see :mod:`models.priors`).
     """
 
     name = "gaussian_mixture"
 
     def __init__(self, k: int = 2, dim: int = 1, covariance: str = "full", reg_covar: float = 1e-6,
-                 fixed: dict | None = None):
-        super().__init__(Gaussian(dim, covariance, reg_covar), k, fixed=fixed)
+                 fixed: dict | None = None, prior: dict | None = None):
+        super().__init__(Gaussian(dim, covariance, reg_covar), k, fixed=fixed, prior=prior)
         self.dim, self.covariance = self.family.dim, covariance

@@ -20,6 +20,7 @@ from torch.distributions import constraints
 from .base import ASSIGNMENT, OBSERVATION, EStep, LatentModel, posterior
 from .families.base import Family, Prepared
 from .params import Params, ParamSpec
+from .priors import PriorSite, check_prior, log_prior
 from .validation import InputError, InputTypeError
 
 EPS = torch.finfo(torch.float64).eps
@@ -36,7 +37,8 @@ class Mixture(LatentModel):
 
     name = "mixture"
 
-    def __init__(self, family: Family, k: int, fixed: dict | None = None):
+    def __init__(self, family: Family, k: int, fixed: dict | None = None,
+                 prior: dict | None = None):
         if not isinstance(family, Family):
             raise InputTypeError(f"family: expected a Family, got {type(family).__name__}")
         missing = family.missing_methods()
@@ -47,11 +49,30 @@ class Mixture(LatentModel):
         specs = {"weights": ParamSpec((k,), constraints.simplex, doc="mixing weights")}
         specs.update(family.specs(k))
         super().__init__(k, specs, fixed)
+        allowed = {"weights": "Dirichlet(concentration) on the mixing weights",
+                   **family.prior_keys()}
+        self.prior = check_prior(prior, allowed, self.specs)
+        self._sites = self._prior_sites()
+
+    def _prior_sites(self) -> list[PriorSite]:
+        sites = []
+        if self.prior.on("weights"):
+            concentration = self.prior["weights"]["concentration"].expand(self.k)
+            sites.append(PriorSite("weights", lambda p: dist.Dirichlet(concentration),
+                                   lambda p: p["weights"], lambda v: {"weights": v}))
+        return sites + self.family.prior_sites(self.prior, self.k)
+
+    def prior_sites(self) -> list[PriorSite]:
+        return self._sites
+
+    def log_prior(self, params) -> torch.Tensor | float:
+        return log_prior(self._sites, params)
 
     def describe(self) -> str:
         fixed = ", ".join(self.fixed)
+        prior = ", ".join(self.prior)
         return f"{self.name}(k={self.k}, {self.family.describe()}" + (
-            f", fixed: {fixed})" if fixed else ")")
+            f", fixed: {fixed}" if fixed else "") + (f", prior: {prior}" if prior else "") + ")"
 
     # -- the generative program --------------------------------------------------------
     def program(self, params, data=None, n=None):
@@ -140,9 +161,11 @@ class Mixture(LatentModel):
         fixed = frozenset(self.fixed)
         counts = stats["counts"] + 10 * EPS  # as scikit-learn: no division by zero
         new = Params()
-        if "weights" not in fixed:
-            new["weights"] = counts / counts.sum(-1, keepdim=True)
-        family_stats = {**stats, "counts": counts, "reference": shift}
+        if "weights" not in fixed:  # MAP under Dirichlet(a): counts + a - 1
+            pseudo = counts + (self.prior["weights"]["concentration"] - 1 if self.prior.on(
+                "weights") else 0.0)
+            new["weights"] = pseudo / pseudo.sum(-1, keepdim=True)
+        family_stats = {**stats, "counts": counts, "reference": shift, "prior": self.prior}
         new.update(self.family.maximize(family_stats, params, fixed))
         for name in self.specs:
             if name in fixed or name not in new:

@@ -2,7 +2,8 @@
 
 Each is ``Mixture(family, k)`` and nothing more: the Pyro program, the E-step and
 the M-step come from :class:`models.mixture.Mixture` and the family. Every one
-takes ``fixed``: parameters held at given values while the others are fitted.
+takes ``fixed`` (parameters held at given values while the others are fitted) and
+``prior`` (conjugate priors: MAP-EM; see :mod:`models.priors`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ class BernoulliMixture(Mixture):
 
     name = "bernoulli_mixture"
 
-    def __init__(self, k: int = 2, dim: int = 2, fixed: dict | None = None):
-        super().__init__(Bernoulli(dim), k, fixed=fixed)
+    def __init__(self, k: int = 2, dim: int = 2, fixed: dict | None = None,
+                 prior: dict | None = None):
+        super().__init__(Bernoulli(dim), k, fixed=fixed, prior=prior)
 
 
 @register
@@ -28,8 +30,9 @@ class CategoricalMixture(Mixture):
 
     name = "categorical_mixture"
 
-    def __init__(self, k: int = 2, categories: int = 3, dim: int = 4, fixed: dict | None = None):
-        super().__init__(Categorical(categories, dim), k, fixed=fixed)
+    def __init__(self, k: int = 2, categories: int = 3, dim: int = 4, fixed: dict | None = None,
+                 prior: dict | None = None):
+        super().__init__(Categorical(categories, dim), k, fixed=fixed, prior=prior)
 
 
 @register
@@ -38,8 +41,9 @@ class PoissonMixture(Mixture):
 
     name = "poisson_mixture"
 
-    def __init__(self, k: int = 2, fixed: dict | None = None):
-        super().__init__(Poisson(), k, fixed=fixed)
+    def __init__(self, k: int = 2, fixed: dict | None = None,
+                 prior: dict | None = None):
+        super().__init__(Poisson(), k, fixed=fixed, prior=prior)
 
 
 @register
@@ -48,8 +52,9 @@ class ExponentialMixture(Mixture):
 
     name = "exponential_mixture"
 
-    def __init__(self, k: int = 2, fixed: dict | None = None):
-        super().__init__(Exponential(), k, fixed=fixed)
+    def __init__(self, k: int = 2, fixed: dict | None = None,
+                 prior: dict | None = None):
+        super().__init__(Exponential(), k, fixed=fixed, prior=prior)
 
 
 @register
@@ -59,6 +64,7 @@ class RegressionMixture(Mixture):
     name = "regression_mixture"
 
     def __init__(self, k: int = 2, features: int = 1, intercept: bool = True,
-                 reg_covar: float = 1e-6, fixed: dict | None = None):
+                 reg_covar: float = 1e-6, fixed: dict | None = None,
+                 prior: dict | None = None):
         super().__init__(LinearRegression(features, intercept, reg_covar=reg_covar), k,
-                         fixed=fixed)
+                         fixed=fixed, prior=prior)

@@ -30,7 +30,7 @@ class TwoCoins(Mixture):
 
     name = "two_coins"
 
-    def __init__(self, k: int = 2, tosses: int = 10, weights=None):
+    def __init__(self, k: int = 2, tosses: int = 10, weights=None, prior: dict | None = None):
         fixed = None if weights is None else {"weights": weights}
-        super().__init__(Binomial(tosses), k, fixed=fixed)
+        super().__init__(Binomial(tosses), k, fixed=fixed, prior=prior)
         self.tosses = self.family.tosses

@@ -232,6 +232,16 @@ class Family(ABC):
     def describe(self) -> str:
         return self.name
 
+    # -- priors (optional): see models/priors.py ---------------------------------------
+    def prior_keys(self) -> dict[str, str]:
+        """The prior keys this family takes (``{key: what it is}``); default none."""
+        return {}
+
+    def prior_sites(self, prior, k: int) -> list:
+        """The ``PriorSite`` list for ``prior`` (ordered: a site may depend on earlier ones).
+        Its ``maximize`` then reads ``stats["prior"]`` and returns the MAP estimate."""
+        return []
+
     @classmethod
     def missing_methods(cls) -> list[str]:
         """What a subclass still has to define: the abstract methods, and either the

@@ -11,6 +11,7 @@ import torch
 from torch.distributions import constraints
 
 from ..params import ParamSpec
+from ..priors import PriorSite
 from ..validation import check_data, check_int, refuse
 from .base import Family, pick
 
@@ -45,7 +46,22 @@ class Bernoulli(Family):
         return logits, torch.nn.functional.softplus(logits).sum(-1)
 
     def maximize(self, stats, params, fixed=frozenset()):
-        return {"probs": (stats["sums"] / stats["counts"].unsqueeze(-1)).clamp(0, 1)}
+        sums, counts = stats["sums"], stats["counts"].unsqueeze(-1)
+        prior = stats.get("prior") or {}
+        if "probs" in prior:  # MAP under Beta(a, b): (heads + a - 1) / (n + a + b - 2)
+            a, b = prior["probs"]["a"], prior["probs"]["b"]
+            sums, counts = sums + a - 1, counts + a + b - 2
+        return {"probs": (sums / counts).clamp(0, 1)}
+
+    def prior_keys(self):
+        return {"probs": "Beta(a, b) on each probability"}
+
+    def prior_sites(self, prior, k):
+        if "probs" not in prior:
+            return []
+        a, b = prior["probs"]["a"], prior["probs"]["b"]
+        return [PriorSite("probs", lambda p: dist.Beta(a, b).expand((k, self.dim)).to_event(2),
+                          lambda p: p["probs"], lambda v: {"probs": v})]
 
     def distribution(self, params, z, inputs=None):
         return dist.Bernoulli(probs=pick(params["probs"], z, 1)).to_event(1)

@@ -11,6 +11,7 @@ import torch
 from torch.distributions import constraints
 
 from ..params import ParamSpec
+from ..priors import PriorSite
 from ..validation import check_data, check_int, refuse
 from .base import Family, pick
 
@@ -59,7 +60,22 @@ class Binomial(Family):
         return logits.unsqueeze(-1), self.tosses * torch.nn.functional.softplus(logits)
 
     def maximize(self, stats, params, fixed=frozenset()):
-        return {"probs": (stats["sums"][..., 0] / (stats["counts"] * self.tosses)).clamp(0, 1)}
+        heads, trials = stats["sums"][..., 0], stats["counts"] * self.tosses
+        prior = stats.get("prior") or {}
+        if "probs" in prior:  # MAP under Beta(a, b)
+            a, b = prior["probs"]["a"], prior["probs"]["b"]
+            heads, trials = heads + a - 1, trials + a + b - 2
+        return {"probs": (heads / trials).clamp(0, 1)}
+
+    def prior_keys(self):
+        return {"probs": "Beta(a, b) on each coin's chance of heads"}
+
+    def prior_sites(self, prior, k):
+        if "probs" not in prior:
+            return []
+        a, b = prior["probs"]["a"], prior["probs"]["b"]
+        return [PriorSite("probs", lambda p: dist.Beta(a, b).expand((k,)).to_event(1),
+                          lambda p: p["probs"], lambda v: {"probs": v})]
 
     def distribution(self, params, z, inputs=None):
         return dist.Binomial(self.tosses, probs=pick(params["probs"], z, 0))

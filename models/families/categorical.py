@@ -14,6 +14,7 @@ import torch
 from torch.distributions import constraints
 
 from ..params import ParamSpec
+from ..priors import PriorSite
 from ..validation import check_data, check_int, refuse
 from .base import Family, pick
 
@@ -59,7 +60,20 @@ class Categorical(Family):
         # component no point belongs to becomes uniform instead of all zeros (off the simplex)
         sums = stats["sums"].unflatten(-1, (self.dim, self.categories))
         sums = sums + 10 * EPS / self.categories
+        prior = stats.get("prior") or {}
+        if "probs" in prior:  # MAP under Dirichlet(c): counts + c - 1
+            sums = sums + prior["probs"]["concentration"] - 1
         return {"probs": sums / sums.sum(-1, keepdim=True)}
+
+    def prior_keys(self):
+        return {"probs": "Dirichlet(concentration) on each feature's label probabilities"}
+
+    def prior_sites(self, prior, k):
+        if "probs" not in prior:
+            return []
+        concentration = prior["probs"]["concentration"].expand(self.categories)
+        return [PriorSite("probs", lambda p: dist.Dirichlet(concentration).expand(
+            (k, self.dim)).to_event(2), lambda p: p["probs"], lambda v: {"probs": v})]
 
     def distribution(self, params, z, inputs=None):
         return dist.Categorical(probs=pick(params["probs"], z, 2)).to_event(1)

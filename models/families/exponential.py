@@ -10,6 +10,7 @@ import torch
 from torch.distributions import constraints
 
 from ..params import ParamSpec
+from ..priors import PriorSite
 from ..validation import InputError, check_data, refuse
 from .base import Family, pick
 
@@ -43,7 +44,22 @@ class Exponential(Family):
         return -rates.unsqueeze(-1), -rates.log()
 
     def maximize(self, stats, params, fixed=frozenset()):
-        return {"rates": stats["counts"] / stats["sums"][..., 0].clamp_min(1e-300)}
+        counts, total = stats["counts"], stats["sums"][..., 0]
+        prior = stats.get("prior") or {}
+        if "rates" in prior:  # MAP under Gamma(shape, rate): (n + shape - 1) / (sum + rate)
+            counts = counts + prior["rates"]["shape"] - 1
+            total = total + prior["rates"]["rate"]
+        return {"rates": counts / total.clamp_min(1e-300)}
+
+    def prior_keys(self):
+        return {"rates": "Gamma(shape, rate) on each rate"}
+
+    def prior_sites(self, prior, k):
+        if "rates" not in prior:
+            return []
+        shape, rate = prior["rates"]["shape"], prior["rates"]["rate"]
+        return [PriorSite("rates", lambda p: dist.Gamma(shape, rate).expand((k,)).to_event(1),
+                          lambda p: p["rates"], lambda v: {"rates": v})]
 
     def distribution(self, params, z, inputs=None):
         return dist.Exponential(pick(params["rates"], z, 0))

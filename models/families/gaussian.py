@@ -29,6 +29,7 @@ from torch.distributions import constraints
 
 from ..params import Params, ParamSpec
 from ..validation import InputError, as_tensor, check_data, check_int
+from . import gaussian_prior
 from .base import Family, Prepared, pick, shared, upper_triangle
 from .gaussian_numerics import (
     EPS,
@@ -241,9 +242,18 @@ class Gaussian(Family):
         return {"locs": (means / counts + ref.offset) * ref.scale}
 
     # -- the M-step, in standardised units ----------------------------------------------
+    def prior_keys(self):
+        return gaussian_prior.prior_keys(self.covariance)
+
+    def prior_sites(self, prior, k):
+        return gaussian_prior.prior_sites(self, prior, k)
+
     def maximize(self, stats, params, fixed=frozenset()):
         ref = stats["reference"]
         standard = self._to_standard(params, ref)
+        prior = stats.get("prior") or {}
+        if any(key in prior for key in ("locs", "covariances", "variances")):
+            return gaussian_prior.map_step(self, stats, standard, ref, fixed, prior)
         counts, locs = stats["counts"], standard["locs"]
         n = counts.unsqueeze(-1)
         out = {}

@@ -10,6 +10,7 @@ import torch
 from torch.distributions import constraints
 
 from ..params import ParamSpec
+from ..priors import PriorSite
 from ..validation import check_data, refuse
 from .base import Family, pick
 
@@ -46,8 +47,22 @@ class Poisson(Family):
         return rates.log().clamp_min(LOG_FLOOR).unsqueeze(-1), rates
 
     def maximize(self, stats, params, fixed=frozenset()):
-        # zero only at the boundary
-        return {"rates": (stats["sums"][..., 0] / stats["counts"]).clamp_min(1e-300)}
+        total, counts = stats["sums"][..., 0], stats["counts"]
+        prior = stats.get("prior") or {}
+        if "rates" in prior:  # MAP under Gamma(shape, rate): (sum + shape - 1) / (n + rate)
+            total = total + prior["rates"]["shape"] - 1
+            counts = counts + prior["rates"]["rate"]
+        return {"rates": (total / counts).clamp_min(1e-300)}  # zero only at the boundary
+
+    def prior_keys(self):
+        return {"rates": "Gamma(shape, rate) on each rate"}
+
+    def prior_sites(self, prior, k):
+        if "rates" not in prior:
+            return []
+        shape, rate = prior["rates"]["shape"], prior["rates"]["rate"]
+        return [PriorSite("rates", lambda p: dist.Gamma(shape, rate).expand((k,)).to_event(1),
+                          lambda p: p["rates"], lambda v: {"rates": v})]
 
     def distribution(self, params, z, inputs=None):
         return dist.Poisson(pick(params["rates"], z, 0))

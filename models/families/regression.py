@@ -17,6 +17,7 @@ import torch
 from torch.distributions import constraints
 
 from ..params import ParamSpec
+from ..priors import PriorSite
 from ..validation import InputError, InputTypeError, check_data, check_int, refuse
 from .base import Family, pick, upper_triangle
 
@@ -90,8 +91,21 @@ class LinearRegression(Family):
         w, sums, counts = self.width, stats["sums"], stats["counts"]
         yy, xy = sums[..., 0], sums[..., 1 : 1 + w]
         gram = sums[..., 1 + w :][..., self._symmetric].unflatten(-1, (w, w))
+        prior = stats.get("prior") or {}
         if "coefs" in fixed:  # the residual scale of the given lines, not of the best ones
             coefs = params["coefs"]
+        elif "coefs" in prior:
+            # MAP under Normal(mean, sd) given the current noise variance (a conditional
+            # maximisation: the noise scale follows given these lines; still monotone)
+            mean = prior["coefs"]["mean"].expand(w)
+            precision = prior["coefs"]["sd"].expand(w).square().reciprocal()
+            if "scales" in params:
+                var = params["scales"].square()[..., None]
+            else:  # an M-step from responsibilities alone: the least-squares noise variance
+                ls = (torch.linalg.pinv(gram, hermitian=True) @ xy.unsqueeze(-1)).squeeze(-1)
+                var = ((yy - (ls * xy).sum(-1)).clamp_min(0) / counts + self.reg_covar)[..., None]
+            system = gram / var.unsqueeze(-1) + torch.diag_embed(precision.expand_as(xy))
+            coefs = torch.linalg.solve(system, xy / var + mean * precision)
         else:
             # the weighted normal equations; the pseudo-inverse gives an exact maximiser even
             # when a component has fewer points than coefficients (then any solution is one)
@@ -113,6 +127,17 @@ class LinearRegression(Family):
         return [f"component {j} fits its points exactly (noise variance {float(v):.2g} at the "
                 f"floor reg_covar={self.reg_covar:g})"
                 for j, v in enumerate(params["scales"].square()) if v <= floor]
+
+    def prior_keys(self):
+        return {"coefs": "Normal(mean, sd) on each intercept and slope"}
+
+    def prior_sites(self, prior, k):
+        if "coefs" not in prior:
+            return []
+        mean = prior["coefs"]["mean"].expand(self.width)
+        sd = prior["coefs"]["sd"].expand(self.width)
+        return [PriorSite("coefs", lambda p: dist.Normal(mean, sd).expand(
+            (k, self.width)).to_event(2), lambda p: p["coefs"], lambda v: {"coefs": v})]
 
     def inputs(self, data, n):
         if data is not None:
