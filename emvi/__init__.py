@@ -28,7 +28,8 @@ _EXPORTS = {
     **dict.fromkeys([
         "COVARIANCE_TYPES", "Bernoulli", "BernoulliMixture", "Binomial", "Categorical",
         "CategoricalMixture", "Exponential", "ExponentialMixture", "Family", "Gaussian",
-        "GaussianMixture", "InputError", "InputTypeError", "KMeans", "LatentModel",
+        "GaussianMixture", "GroupedGaussianMixture", "GroupedMixture", "InputError",
+        "InputTypeError", "KMeans", "LatentModel",
         "LinearRegression", "Mixture", "ParamSpec", "Params", "Poisson", "PoissonMixture",
         "PyroModel", "RegressionMixture", "TwoCoins", "build", "register"], ".models"),
 }
@@ -81,6 +82,8 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
         Family,
         Gaussian,
         GaussianMixture,
+        GroupedGaussianMixture,
+        GroupedMixture,
         InputError,
         InputTypeError,
         KMeans,

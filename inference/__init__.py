@@ -5,8 +5,10 @@ from .em import fit_em
 from .enumeration import (
     pyro_gradient,
     pyro_log_likelihood,
+    pyro_log_posterior,
     pyro_map_assignments,
     pyro_posterior,
+    pyro_posterior_gradient,
 )
 from .fit import Fit, Progress
 from .init import INIT_METHODS, initialize
@@ -16,5 +18,6 @@ from .vi import fit_vi
 __all__ = [
     "Comparison", "Fit", "INIT_METHODS", "Progress", "adjusted_rand_index", "alignment",
     "compare", "fit_em", "fit_vi", "initialize", "load", "permute", "pyro_log_likelihood",
-    "pyro_gradient", "pyro_map_assignments", "pyro_posterior",
+    "pyro_gradient", "pyro_log_posterior", "pyro_map_assignments", "pyro_posterior",
+    "pyro_posterior_gradient",
 ]

@@ -21,8 +21,13 @@ def alignment(model, reference: Params, other: Params) -> np.ndarray:
     names = [n for n, s in model.specs.items() if s.per_component and not s.fixed]
     if not names:
         return np.arange(model.k)
-    a = torch.cat([reference[n].reshape(model.k, -1) for n in names], 1)
-    b = torch.cat([other[n].reshape(model.k, -1) for n in names], 1)
+
+    def rows(params, name):  # (k, everything else) with the component axis first
+        axis = model.specs[name].component_axis
+        return params[name].movedim(axis, 0).reshape(model.k, -1)
+
+    a = torch.cat([rows(reference, n) for n in names], 1)
+    b = torch.cat([rows(other, n) for n in names], 1)
     scale = torch.cat([a, b]).std(0).clamp_min(1e-12)
     cost = torch.cdist(a / scale, b / scale) ** 2
     _, perm = linear_sum_assignment(cost.numpy())
@@ -32,7 +37,8 @@ def alignment(model, reference: Params, other: Params) -> np.ndarray:
 def permute(model, params: Params, perm) -> Params:
     """Reorder the component axis of every per-component parameter."""
     index = torch.as_tensor(np.asarray(perm), dtype=torch.long)
-    return Params({n: v[index] if model.specs[n].per_component else v for n, v in params.items()})
+    return Params({n: v.index_select(model.specs[n].component_axis % v.dim(), index)
+                   if model.specs[n].per_component else v for n, v in params.items()})
 
 
 def parameter_errors(model, reference: Params, other: Params) -> dict[str, float]:

@@ -13,6 +13,7 @@ from .families import (
 )
 from .families.gaussian import COVARIANCE_TYPES
 from .gaussian_mixture import GaussianMixture
+from .grouped import GroupedGaussianMixture, GroupedMixture
 from .kmeans import KMeans
 from .mixture import Mixture
 from .mixtures import (
@@ -35,5 +36,5 @@ __all__ = [
     "REGISTRY", "build", "model_class", "register", "TwoCoins", "Bernoulli", "Categorical",
     "Exponential", "LinearRegression", "Poisson", "BernoulliMixture", "CategoricalMixture",
     "ExponentialMixture", "PoissonMixture", "RegressionMixture", "PyroModel", "InputError",
-    "InputTypeError",
+    "InputTypeError", "GroupedMixture", "GroupedGaussianMixture",
 ]

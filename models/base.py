@@ -26,6 +26,7 @@ for a class named in a config, one line listing what is missing
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -132,7 +133,7 @@ class LatentModel(ABC):
             if name not in specs:
                 raise InputError(f"fixed: unknown parameter {name!r}; expected {list(specs)}")
         self.specs = {
-            name: ParamSpec(s.shape, s.constraint, name in fixed or s.fixed, s.per_component, s.doc)
+            name: dataclasses.replace(s, fixed=name in fixed or s.fixed)
             for name, s in specs.items()
         }
         self.fixed = Params()

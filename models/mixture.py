@@ -46,13 +46,17 @@ class Mixture(LatentModel):
             raise InputError(f"family: {type(family).__name__} does not define "
                              f"{', '.join(missing)}")
         self.family = family
-        specs = {"weights": ParamSpec((k,), constraints.simplex, doc="mixing weights")}
+        specs = self.weight_specs(k)
         specs.update(family.specs(k))
         super().__init__(k, specs, fixed)
         allowed = {"weights": "Dirichlet(concentration) on the mixing weights",
                    **family.prior_keys()}
         self.prior = check_prior(prior, allowed, self.specs)
         self._sites = self._prior_sites()
+
+    def weight_specs(self, k: int) -> dict[str, ParamSpec]:
+        """The specs of the mixing weights (a grouped mixture has one row per group)."""
+        return {"weights": ParamSpec((k,), constraints.simplex, doc="mixing weights")}
 
     def _prior_sites(self) -> list[PriorSite]:
         sites = []

@@ -29,8 +29,10 @@ class ParamSpec:
         shape: shape of one parameter set, without restart batch dimensions.
         constraint: the support; VI optimises in ``biject_to(constraint)``'s domain.
         fixed: held at the model's value by both EM and VI.
-        per_component: the leading axis indexes mixture components.
+        per_component: one axis indexes mixture components (label alignment permutes it).
         doc: a few words for reports.
+        component_axis: which axis of ``shape`` indexes the components (0: the leading one;
+            -1 for per-group weights ``(groups, k)``).
     """
 
     shape: tuple[int, ...]
@@ -38,6 +40,7 @@ class ParamSpec:
     fixed: bool = False
     per_component: bool = True
     doc: str = ""
+    component_axis: int = 0
 
 
 class Params(dict):

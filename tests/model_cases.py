@@ -11,6 +11,7 @@ from emvi.models import (
     CategoricalMixture,
     ExponentialMixture,
     GaussianMixture,
+    GroupedGaussianMixture,
     KMeans,
     PoissonMixture,
     RegressionMixture,
@@ -76,6 +77,11 @@ CASES = {
         RegressionMixture(k=2, features=2, intercept=False),
         {"weights": [0.4, 0.6], "coefs": [[1.0, 2.0], [-2.0, 0.5]], "scales": [0.3, 0.6]},
     ),
+    "grouped": lambda: (
+        GroupedGaussianMixture(k=2, groups=3, dim=2, covariance="diag"),
+        {"weights": [[0.7, 0.3], [0.2, 0.8], [0.5, 0.5]], "concentration": [2.0, 3.0],
+         "locs": [[-4.0, 0.0], [4.0, 1.0]], "scales": [[1.0, 0.6], [0.7, 1.2]]},
+    ),
     # fixed subsets: the M-step must be the constrained maximiser (covariances around the
     # fixed means, residual scales of the fixed lines, ...)
     "gmm_full_fixed_locs": lambda: (
@@ -112,7 +118,7 @@ CASES = {
 REGISTERED = {"kmeans": "kmeans", "two_coins": "two_coins", "gaussian_mixture": "gmm_full",
               "bernoulli_mixture": "bernoulli", "categorical_mixture": "categorical",
               "poisson_mixture": "poisson", "exponential_mixture": "exponential",
-              "regression_mixture": "regression"}
+              "regression_mixture": "regression", "grouped_gaussian_mixture": "grouped"}
 
 
 def make(name: str):
