@@ -212,6 +212,24 @@ def test_random_state_decides_the_start(X):
     assert not np.array_equal(means(a), means(np.random.RandomState(5)))  # a advanced
 
 
+def test_kmeans_starts_are_emvis_seeded_restarts(X):
+    model = emvi.KMeans(k=4, dim=D)
+    for init, method in (("k-means++", "kmeans++"), ("random", "random_points")):
+        start = KMeans(4, init=init, max_iter=0, random_state=5).fit(X)
+        expected = emvi.initialize(model, X, method=method, seed=5)["locs"].numpy()
+        np.testing.assert_array_equal(start.cluster_centers_, expected)
+        other = KMeans(4, init=init, max_iter=0, random_state=6).fit(X)
+        assert not np.array_equal(other.cluster_centers_, expected)
+    batch = KMeans(8, n_init=5, init="random", max_iter=2, random_state=0).fit(X)
+    n = len(X)  # emvi's objective: -inertia / 2 - n (d/2 log(2 pi) + log k)
+    inertias = -2 * batch.fit_.restart_objectives.numpy() - n * (D * np.log(2 * np.pi)
+                                                                 + 2 * np.log(8))
+    assert len(inertias) == 5 and np.ptp(inertias) > 1.0
+    assert batch.inertia_ == pytest.approx(inertias.min(), rel=1e-9)
+    auto = KMeans(4, n_init="auto", init="random", random_state=0).fit(X)
+    assert len(auto.fit_.restart_objectives) == 10  # as scikit-learn: 10 random starts
+
+
 def test_sample_draws_from_the_fitted_mixture(X):
     est = GaussianMixture(K, random_state=0).fit(X)
     drawn, labels = est.sample(4000)
