@@ -135,4 +135,4 @@ def test_unavailable_errors_are_null_in_json_and_named_in_the_report():
     assert math.isfinite(observed["standard_errors"]["scales"][0])
     lines = "\n".join(cell_lines({**result, "fits": {"em": {"notes": []}}}))
     assert "| `scales[2]` | 0.001 | unavailable |" in lines
-    assert "collapsed or empty" in lines
+    assert "not at a stationary point along log(scales)[2]" in lines
