@@ -141,6 +141,9 @@ def bootstrap(model, data, params, replicates: int = 200, kind: str = "nonparame
         raise InputError(f"kind: expected one of {list(KINDS)}, got {kind!r}")
     if strategy not in ("batch", "loop"):
         raise InputError(f"strategy: expected 'batch' or 'loop', got {strategy!r}")
+    if model.n_units(data) != model.n_observations(data):
+        raise InputError(f"model: the bootstrap resamples and refits rows; "
+                         f"{model.describe()} keeps its observations in larger units")
     seed = check_int(seed, "seed", low=0)
     max_iter = check_int(max_iter, "max_iter", low=0)
     tol = check_real(tol, "tol", low=0.0)
