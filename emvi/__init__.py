@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 #: ``import emvi.experiments.cli`` (the command) stays light until a command runs
 _EXPORTS = {
     **dict.fromkeys([
-        "Comparison", "Fit", "Progress", "adjusted_rand_index", "compare", "fit_em", "fit_vi",
-        "initialize", "load", "pyro_gradient", "pyro_log_likelihood", "pyro_map_assignments",
+        "Comparison", "Fit", "Progress", "Uncertainty", "adjusted_rand_index", "bootstrap",
+        "compare", "fit_em", "fit_vi", "initialize", "load", "louis_information",
+        "observed_information", "pyro_gradient", "pyro_log_likelihood", "pyro_map_assignments",
         "pyro_posterior"], ".inference"),
     **dict.fromkeys([
         "COVARIANCE_TYPES", "Bernoulli", "BernoulliMixture", "Binomial", "Categorical",
@@ -59,12 +60,16 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
         Comparison,
         Fit,
         Progress,
+        Uncertainty,
         adjusted_rand_index,
+        bootstrap,
         compare,
         fit_em,
         fit_vi,
         initialize,
         load,
+        louis_information,
+        observed_information,
         pyro_gradient,
         pyro_log_likelihood,
         pyro_map_assignments,

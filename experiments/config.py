@@ -87,11 +87,20 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "iterations": Field(list, [0, 5, 20], sweep=False),
         "panels": Field(int, 4, low=1, high=50),
     },
+    # how sure the EM fit is (inference.uncertainty): observed-information standard errors,
+    # and a bootstrap of that many replicates beside them
+    "uncertainty": {
+        "standard_errors": Field(bool, False),
+        "level": Field(float, 0.95, low=0.0, open_low=True, high=1.0),
+        "bootstrap": Field(int, 0, low=0, high=100_000),
+        "bootstrap_kind": Field(str, "nonparametric", choices=("nonparametric", "parametric")),
+        "seed": Field(int, 0, low=0, high=2**63 - 1),
+    },
 }
 EXPERIMENT_KEYS = ("description", "model", "truth") + tuple(SECTIONS)
 TOP_KEYS = ("description", "experiments") + EXPERIMENT_KEYS
 #: smoke mode: small and quick, but every code path
-SMOKE = {"n": 120, "max_iter": 15, "steps": 15, "restarts": 2, "axis": 2}
+SMOKE = {"n": 120, "max_iter": 15, "steps": 15, "restarts": 2, "axis": 2, "bootstrap": 5}
 
 
 @dataclass
@@ -108,13 +117,15 @@ class Experiment:
     vi: dict
     compare: dict
     plots: dict
+    uncertainty: dict
     axes: list = field(default_factory=list)
     #: smoke mode: at most this many rows of a data file
     max_rows: int | None = None
 
     def sections(self) -> dict:
         return {"model": self.model, "truth": self.truth, "data": self.data, "init": self.init,
-                "em": self.em, "vi": self.vi, "compare": self.compare, "plots": self.plots}
+                "em": self.em, "vi": self.vi, "compare": self.compare, "plots": self.plots,
+                "uncertainty": self.uncertainty}
 
     def cells(self) -> list[tuple[str, dict, Experiment]]:
         """The grid: ``(cell id, {key.path: value}, experiment with those values)``."""
@@ -357,6 +368,11 @@ def check_cell(cell: Experiment, source) -> None:
             model.check_params(cell.init["params"], "init.params")
         except (InputError, InputTypeError) as exc:
             raise ConfigError(source, "", str(exc)) from None
+    if cell.uncertainty["level"] >= 1:
+        raise ConfigError(source, "uncertainty.level", "expected a number below 1")
+    if cell.uncertainty["bootstrap"] == 1:
+        raise ConfigError(source, "uncertainty.bootstrap", "expected 0 (none) or at least 2 "
+                          "replicates")
     for key in cell.plots["iterations"]:
         if not isinstance(key, int) or isinstance(key, bool) or key < 0:
             raise ConfigError(source, "plots.iterations", f"expected iteration numbers >= 0, "
@@ -525,4 +541,5 @@ def shrink(cfg: Config) -> Config:
         exp.em["max_iter"] = min(exp.em["max_iter"], SMOKE["max_iter"])
         exp.vi["steps"] = min(exp.vi["steps"], SMOKE["steps"])
         exp.init["restarts"] = min(exp.init["restarts"], SMOKE["restarts"])
+        exp.uncertainty["bootstrap"] = min(exp.uncertainty["bootstrap"], SMOKE["bootstrap"])
     return cfg

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..models import registry
-from . import store
+from . import store, uncertainty_report
 from .config import ConfigError
 from .plots import CellView, cell_figures, save, sweep_figure
 from .schema import check_metrics
@@ -206,6 +206,7 @@ def render(run_dir: Path, metrics: dict, trust_model_code: bool = False,
             lines += cell_tables(first) + [""]
             if exp["plots"]["enabled"] and drawable:
                 figures += cell_figures(_view(run_dir, name, first), name, exp["plots"])
+        lines += uncertainty_report.section(exp)
         if not drawable:
             lines += [f"Figures of the fitted model left out: drawing them imports the model "
                       f"code `{code}`, which `emvi report` does only with "

@@ -18,7 +18,7 @@ from ..inference import compare, fit_em, fit_vi, initialize
 from ..inference.persist import fit_bytes
 from ..models import registry
 from ..models.validation import InputError, InputTypeError
-from . import memory, store
+from . import memory, store, uncertainty_report
 from .config import Config, ConfigError, Experiment, build_model, generator_model
 from .data import as_model_data, data_columns, read_table
 
@@ -179,6 +179,8 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
         raise ConfigError(source, "em.enabled", "both em and vi are disabled: nothing to fit")
 
     comparable = truth is not None and true_k == model.k
+    sure = uncertainty_report.summarize(cell.uncertainty, fits, model,
+                                        truth if comparable else None, cell.em, source)
     comparison = compare(*fits.values(), names=list(fits),
                          truth=truth if comparable else None,
                          truth_assignments=assignments if true_k == model.k else None,
@@ -204,6 +206,7 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
         "fits": {label: fit_summary(fit, data) for label, fit in fits.items()},
         "comparison": comparison.to_dict(),
         "aligned_to_truth": {k: v.to_lists() for k, v in comparison.aligned_params.items()},
+        **sure,
         "timing": {**comparison.timings(),
                    "seconds_per_iteration": {label: fit.elapsed / max(fit.iterations, 1)
                                              for label, fit in fits.items()}},

@@ -1,5 +1,6 @@
 """Fitting engines (closed-form EM and TraceEnum_ELBO) and their comparison."""
 
+from .bootstrap import bootstrap
 from .compare import Comparison, adjusted_rand_index, alignment, compare, permute
 from .em import fit_em
 from .enumeration import (
@@ -13,11 +14,13 @@ from .enumeration import (
 from .fit import Fit, Progress
 from .init import INIT_METHODS, initialize
 from .persist import load_fit as load
+from .uncertainty import Uncertainty, louis_information, observed_information
 from .vi import fit_vi
 
 __all__ = [
-    "Comparison", "Fit", "INIT_METHODS", "Progress", "adjusted_rand_index", "alignment",
-    "compare", "fit_em", "fit_vi", "initialize", "load", "permute", "pyro_log_likelihood",
+    "Comparison", "Fit", "INIT_METHODS", "Progress", "Uncertainty", "adjusted_rand_index",
+    "alignment", "bootstrap", "compare", "fit_em", "fit_vi", "initialize", "load",
+    "louis_information", "observed_information", "permute", "pyro_log_likelihood",
     "pyro_gradient", "pyro_log_posterior", "pyro_map_assignments", "pyro_posterior",
     "pyro_posterior_gradient",
 ]

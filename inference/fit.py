@@ -158,6 +158,23 @@ class Fit:
         """``(data, assignments)`` drawn from the fitted model's Pyro program."""
         return self.model.simulate(self.params, n, seed=seed)
 
+    # -- how sure the fit is (inference.uncertainty) ------------------------------------
+    def standard_errors(self, method: str = "observed", **options):
+        """Standard errors of the free parameters, shaped as they are; ``inf`` where none
+        exists (``.unavailable``, ``.notes`` say where and why). ``method``: ``observed``
+        (observed information), ``louis`` or ``bootstrap`` (options: ``replicates``,
+        ``kind``, ``seed``, ...); see :mod:`inference.uncertainty`."""
+        from .uncertainty import uncertainty
+
+        return uncertainty(self, method, **options).standard_errors
+
+    def confidence_intervals(self, level: float = 0.95, method: str = "observed", **options):
+        """``lower, upper`` bounds of each free parameter at ``level`` (Wald, clipped to the
+        support; percentile for the bootstrap); see :mod:`inference.uncertainty`."""
+        from .uncertainty import uncertainty
+
+        return uncertainty(self, method, **options).intervals(level)
+
     def n_parameters(self) -> int:
         """Number of free scalar parameters (simplex and Cholesky constraints counted)."""
         return free_parameter_count(self.model)
