@@ -22,7 +22,7 @@ import torch
 from pyro.infer import TraceEnum_ELBO, config_enumerate
 
 from ..models.params import Params, interior
-from ..models.validation import InputError, check_bool, check_callable, check_k, precision_notes
+from ..models.validation import InputError, check_bool, check_callable, precision_notes
 from .fit import Fit, Progress, warnings_as_notes
 from .options import OPTIMIZERS, VI  # noqa: F401 (OPTIMIZERS: public)
 
@@ -228,7 +228,7 @@ def fit_vi(model, data, init, *, optimizer: str = VI["optimizer"].default,
     """
     notes = precision_notes(data)
     data = model.check_data(data)
-    check_k(model.k, model.n_observations(data))
+    model.check_fit_data(data)
     params = model.check_params(init, "init")
     options = VIOptions.check(optimizer, lr, steps, tol, patience, callback, record_params)
     batch = params.batch_shape(model.specs)
