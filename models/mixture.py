@@ -114,11 +114,8 @@ class Mixture(LatentModel):
         resp = self.e_step(data, params)[0]
         if draws is None:
             return self.family.impute_mean(data, params, resp)
-        out = []
-        for _ in range(draws):
-            labels = torch.multinomial(resp, 1, generator=generator).squeeze(-1)
-            out.append(self.family.impute_draw(data, params, labels, generator))
-        return torch.stack(out)
+        labels = torch.multinomial(resp, draws, replacement=True, generator=generator).T
+        return self.family.impute_draw(data, params, labels, generator)
 
     def random_params(self, data, generator):
         w = 1 + torch.rand(self.k, generator=generator, dtype=data.dtype)  # away from zero

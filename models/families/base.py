@@ -242,10 +242,10 @@ class Family(ABC):
 
     def impute_draw(self, data: torch.Tensor, params: Params, labels: torch.Tensor,
                     generator: torch.Generator):
-        """``(n, *event_shape)``: ``data`` with each row's missing entries drawn from their
-        conditional distribution under component ``labels: (n,)``. Default: nothing is
-        missing."""
-        return data.clone()
+        """``(m, n, *event_shape)``: ``m`` copies of ``data``, each row's missing entries
+        drawn from their conditional distribution under component ``labels: (m, n)``.
+        Default: nothing is missing."""
+        return data.expand(len(labels), *data.shape).clone()
 
     @classmethod
     def missing_methods(cls) -> list[str]:

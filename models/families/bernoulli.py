@@ -87,7 +87,7 @@ class Bernoulli(Family):
         return torch.where(torch.isnan(data), resp @ params["probs"], data)
 
     def impute_draw(self, data, params, labels, generator):
-        draw = torch.bernoulli(params["probs"][labels], generator=generator)
+        draw = torch.bernoulli(params["probs"][labels], generator=generator)  # (m, n, d)
         return torch.where(torch.isnan(data), draw, data)
 
     def random_params(self, k, data, generator):

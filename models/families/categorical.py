@@ -114,8 +114,8 @@ class Categorical(Family):
         return torch.where(torch.isnan(data), probs.argmax(-1).to(data.dtype), data)
 
     def impute_draw(self, data, params, labels, generator):
-        probs = params["probs"][labels].reshape(-1, self.categories)
-        draw = torch.multinomial(probs, 1, generator=generator).reshape(data.shape)
+        probs = params["probs"][labels].reshape(-1, self.categories)  # (m * n * dim, c)
+        draw = torch.multinomial(probs, 1, generator=generator).reshape(*labels.shape, self.dim)
         return torch.where(torch.isnan(data), draw.to(data.dtype), data)
 
     def grid(self, data):

@@ -428,26 +428,26 @@ class Gaussian(Family):
         return self._from_standard(out, prepared, data)
 
     def impute_draw(self, data, params, labels, generator):
-        """``(n, d)``: each row's missing block drawn from its conditional distribution under
-        component ``labels: (n,)``."""
+        """``(m, n, d)``: each row's missing block drawn from its conditional distribution
+        under component ``labels: (m, n)``, ``m`` times."""
         if not has_missing(data):
-            return data.clone()
+            return data.expand(len(labels), *data.shape).clone()
         prepared, parts = self._conditionals(data, params)
-        out = prepared.values.clone()
+        out = prepared.values.expand(len(labels), *prepared.values.shape).clone()  # (m, d, n)
         for pattern, means, chol in parts:
-            z = labels.index_select(0, pattern.rows)
-            noise = torch.randn(len(pattern.rows), len(pattern.missing), 1,
-                                generator=generator, dtype=data.dtype)
+            z = labels.index_select(1, pattern.rows)  # (m, n_p)
+            noise = torch.randn(*z.shape, len(pattern.missing), 1, generator=generator,
+                                dtype=data.dtype)
             rows = torch.arange(len(pattern.rows))
-            draw = means[z, :, rows] + (chol[z] @ noise).squeeze(-1)  # (n_p, b)
-            out[pattern.missing.unsqueeze(-1), pattern.rows] = draw.T
+            draw = means[z, :, rows] + (chol[z] @ noise).squeeze(-1)  # (m, n_p, b)
+            out[:, pattern.missing.unsqueeze(-1), pattern.rows] = draw.mT
         return self._from_standard(out, prepared, data)
 
     @staticmethod
     def _from_standard(values, prepared, data):
-        """Standardised ``values: (d, n)`` in the data's units, observed entries exact."""
+        """Standardised ``values: (..., d, n)`` in the data's units, observed entries exact."""
         ref = prepared.shift
-        out = ((values.T + ref.offset) * ref.scale)
+        out = ((values.mT + ref.offset) * ref.scale)
         return torch.where(torch.isnan(data), out, data)
 
     def random_params(self, k, data, generator):

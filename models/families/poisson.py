@@ -114,7 +114,7 @@ class Poisson(Family):
         return torch.where(torch.isnan(data), resp @ params["rates"], data)
 
     def impute_draw(self, data, params, labels, generator):
-        draw = torch.poisson(params["rates"][labels], generator=generator)
+        draw = torch.poisson(params["rates"][labels], generator=generator)  # (m, n, *event)
         return torch.where(torch.isnan(data), draw, data)
 
     def grid(self, data):
