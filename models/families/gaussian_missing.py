@@ -18,19 +18,37 @@ observed one and the component:
 so ``sums += J s1`` and ``second += J S2 J^T + N C`` per missingness pattern, where
 ``s1``, ``S2`` and ``N`` are the pattern's weighted sums of ``y_o - mu_o``, of its
 outer products and of the weights, and ``J = [I; A]`` maps the observed block to the
-completed row. Rows are grouped by pattern once per chunk (:func:`patterns`), so the
-per-row work is the complete-data work on the observed coordinates; the per-pattern
-work is a few ``d x d`` matrices per component.
+completed row.
+
+*Cost*: rows are sorted by pattern once per chunk (:func:`prepare`). Every pattern's
+blocks are *embedded* in ``d x d`` (the observed block in place, the identity on the
+missing coordinates: same determinant, same quadratic form of a row whose missing
+entries are 0), so the small matrix work of all patterns and components is one
+batched computation; the per-row work is then, per pattern, one matrix product of
+natural parameters with the complete-data statistics of the zero-filled rows, as
+for complete data. Where that natural form's round-off bound is too large for a
+pattern (a component far away in its own units), the pattern's rows use centred
+differences instead, as the complete-data path does.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 import pyro.distributions as dist
 import torch
 
-from .gaussian_numerics import LOG_2PI, Reference, standardised
+from .base import upper_triangle
+from .gaussian_numerics import (
+    EPS,
+    LOG_2PI,
+    TOLERANCE,
+    Reference,
+    quadratic_rows,
+    recentre,
+    standardised,
+)
 
 
 class Pattern(NamedTuple):
@@ -40,12 +58,15 @@ class Pattern(NamedTuple):
         rows: ``(n_p,)`` their indices in the chunk.
         observed: ``(a,)`` the observed coordinates; ``missing: (b,)`` the others.
         values: ``(a, n_p)`` their observed values, standardised.
+        start, stop: where they lie in the chunk's rows sorted by pattern.
     """
 
     rows: torch.Tensor
     observed: torch.Tensor
     missing: torch.Tensor
     values: torch.Tensor
+    start: int
+    stop: int
 
 
 class MissingPrepared(NamedTuple):
@@ -54,13 +75,22 @@ class MissingPrepared(NamedTuple):
     Attributes:
         values: ``(d, n)`` standardised points, 0 in each missing entry.
         observed: ``(d, n)`` 1.0 where observed, 0.0 where missing.
-        patterns: the rows grouped by missingness pattern (full and tied covariances).
+        patterns: the rows grouped by missingness pattern (full and tied covariances;
+            empty otherwise); the fields below are ``None`` when they are.
+        masks: ``(P, d)`` 1.0 where each pattern observes a coordinate.
+        statistics: ``(d + d (d + 1) / 2, n)`` natural-form statistics ``T(y)`` of the
+            zero-filled rows, sorted by pattern.
+        order: ``(n,)`` the rows sorted by pattern; ``inverse: (n,)`` back.
         shift: the fit's :class:`Reference`.
     """
 
     values: torch.Tensor
     observed: torch.Tensor
     patterns: tuple
+    masks: torch.Tensor | None
+    statistics: torch.Tensor | None
+    order: torch.Tensor | None
+    inverse: torch.Tensor | None
     shift: Reference
 
 
@@ -70,21 +100,41 @@ def prepare(data: torch.Tensor, ref: Reference, grouped: bool) -> MissingPrepare
     y = standardised(data, ref)
     observed = ~torch.isnan(y)
     values = torch.where(observed, y, torch.zeros_like(y))
-    groups = patterns(values, observed) if grouped else ()
-    return MissingPrepared(values, observed.to(values.dtype), groups, ref)
+    seen = observed.to(values.dtype)
+    if not grouped:
+        return MissingPrepared(values, seen, (), None, None, None, None, ref)
+    groups = patterns(values, observed)
+    order = torch.cat([p.rows for p in groups])
+    masks = torch.zeros(len(groups), len(values), dtype=values.dtype)
+    for i, pattern in enumerate(groups):
+        masks[i, pattern.observed] = 1.0
+    ordered = values.index_select(1, order)
+    statistics = torch.cat([ordered, quadratic_rows(ordered, "full",
+                                                    triangle(len(values)).rows)])
+    return MissingPrepared(values, seen, groups, masks, statistics, order,
+                           torch.argsort(order), ref)
 
 
 def patterns(values: torch.Tensor, observed: torch.Tensor) -> tuple:
-    """The rows of ``values: (d, n)`` grouped by ``observed: (d, n)`` pattern."""
-    mask = observed.T.to(torch.uint8)
-    unique, inverse = torch.unique(mask, dim=0, return_inverse=True)
-    order = torch.argsort(inverse, stable=True)
-    counts = torch.bincount(inverse, minlength=len(unique)).tolist()
-    out = []
-    for pattern, rows in zip(unique.bool(), torch.split(order, counts)):
+    """The rows of ``values: (d, n)`` grouped by ``observed: (d, n)`` pattern (patterns in
+    a fixed order, rows in their order within each)."""
+    d = observed.shape[0]
+    if d <= 62:  # each pattern as the bits of one integer: a 1-D sort, far faster
+        codes = observed.T.to(torch.int64) @ (2 ** torch.arange(d, dtype=torch.int64))
+        ordered, order = torch.sort(codes, stable=True)
+        unique, counts = torch.unique_consecutive(ordered, return_counts=True)
+        masks = ((unique.unsqueeze(-1) >> torch.arange(d)) & 1).bool()
+    else:
+        masks, inverse = torch.unique(observed.T, dim=0, return_inverse=True)
+        order = torch.argsort(inverse, stable=True)
+        counts = torch.bincount(inverse, minlength=len(masks))
+    out, start = [], 0
+    for pattern, rows in zip(masks, torch.split(order, counts.tolist())):
         seen = torch.nonzero(pattern).flatten()
         out.append(Pattern(rows, seen, torch.nonzero(~pattern).flatten(),
-                           values.index_select(0, seen).index_select(1, rows)))
+                           values.index_select(0, seen).index_select(1, rows),
+                           start, start + len(rows)))
+        start += len(rows)
     return tuple(out)
 
 
@@ -128,7 +178,152 @@ def independent_statistics(prepared: MissingPrepared, resp, locs, scales, covari
     return {"sums": weighted.sum(-1), "second": second}
 
 
-# -- full and tied covariances, pattern by pattern -------------------------------------------
+# -- full and tied covariances: every pattern's blocks embedded in d x d, all at once -------
+def covariances(tril: torch.Tensor, k: int, tied: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(*B, k, d, d)`` Cholesky factors (a ``tied`` one, ``(*B, d, d)``, repeated) and
+    covariances."""
+    if tied:
+        tril = tril.unsqueeze(-3).expand(*tril.shape[:-2], k, *tril.shape[-2:])
+    return tril, tril @ tril.mT
+
+
+class Triangle(NamedTuple):
+    """Index helpers of the upper triangle of an ``a x a`` matrix (see ``upper_triangle``):
+    ``rows, cols, symmetric``; ``upper`` its entries in a flattened matrix; ``off`` the
+    natural parameters' factors (-1/2 on the diagonal, -1 off it)."""
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    symmetric: torch.Tensor
+    upper: torch.Tensor
+    off: torch.Tensor
+
+
+@lru_cache(maxsize=64)
+def triangle(a: int) -> Triangle:
+    rows, cols, symmetric = upper_triangle(a)
+    return Triangle(rows, cols, symmetric, rows * a + cols,
+                    torch.where(rows == cols, -0.5, -1.0).to(torch.float64))
+
+
+class Embedded(NamedTuple):
+    """Every pattern's blocks of every component's covariance, embedded in ``d x d``.
+
+    Attributes (leading ``(P, *B, k)``):
+        chol: ``(..., d, d)`` Cholesky factor of ``Sigma_oo`` in place, identity elsewhere.
+        offsets: ``(..., d)`` the means on the observed coordinates, 0 elsewhere.
+        eta: ``(..., m)`` natural parameters of the observed block's density;
+            ``log_norm: (...)`` its log normaliser.
+        natural: ``(P,)`` whether the natural form is exact enough for the pattern.
+        lift: ``(..., d, d)`` ``J``: the completed row's difference from the mean, from the
+            observed one (``A`` in the missing rows, the identity on the observed ones).
+        conditional: ``(..., d, d)`` ``C`` in the missing block, 0 elsewhere.
+    """
+
+    chol: torch.Tensor
+    offsets: torch.Tensor
+    eta: torch.Tensor
+    log_norm: torch.Tensor
+    natural: torch.Tensor
+    lift: torch.Tensor
+    conditional: torch.Tensor
+
+
+def embedded(prepared: MissingPrepared, locs: torch.Tensor, cov: torch.Tensor) -> Embedded:
+    """The blocks of ``cov: (*B, k, d, d)`` for every pattern of ``prepared``.
+
+    The embedded matrix ``Sigma_oo`` in place with the identity on the missing
+    coordinates has, as its Cholesky factor, ``Sigma_oo``'s in place and the identity
+    elsewhere; its inverse likewise.
+    """
+    d = locs.shape[-1]
+    tri = triangle(d)
+    masks = prepared.masks.reshape(-1, *([1] * (locs.dim() - 1)), d)  # (P, *1, d)
+    both = masks.unsqueeze(-1) * masks.unsqueeze(-2)
+    missing = 1.0 - masks
+    chol = torch.linalg.cholesky(cov * both + torch.diag_embed(missing.expand(
+        -1, *locs.shape)))
+    inv = torch.linalg.solve_triangular(chol, torch.eye(d, dtype=cov.dtype), upper=False)
+    precision = inv.mT @ inv * both  # Sigma_oo^-1 in place, 0 elsewhere
+    offsets = locs * masks
+    white = (inv @ offsets.unsqueeze(-1)).squeeze(-1)
+    lin = (precision @ offsets.unsqueeze(-1)).squeeze(-1)
+    eta = torch.cat([lin, precision.flatten(-2).index_select(-1, tri.upper) * tri.off], -1)
+    seen = masks.sum(-1)
+    log_norm = torch.diagonal(chol, 0, -2, -1).log().sum(-1) + 0.5 * (
+        white.square().sum(-1) + seen * LOG_2PI)
+    extent = prepared.shift.extent
+    largest = torch.cat([extent, extent[tri.rows] * extent[tri.cols]])
+    bound = (eta.abs() @ largest + log_norm.abs()).flatten(1).amax(1) * 4 * EPS
+    regression = cov @ precision  # Sigma Q: its missing rows hold A = Sigma_mo Sigma_oo^-1
+    lift = torch.diag_embed(masks.expand(-1, *locs.shape)) + missing.unsqueeze(-1) * regression
+    conditional = (cov - regression @ cov) * (missing.unsqueeze(-1) * missing.unsqueeze(-2))
+    return Embedded(chol, offsets, eta, log_norm, torch.isfinite(bound) & (bound <= TOLERANCE),
+                    lift, conditional)
+
+
+def full_log_densities(prepared: MissingPrepared, locs, tril, tied: bool) -> torch.Tensor:
+    """``(*B, k, n)``: each row's marginal density over its observed coordinates.
+
+    Args:
+        locs: ``(*B, k, d)``; tril: ``(*B, k, d, d)``, or ``(*B, d, d)`` when ``tied``.
+    """
+    _, cov = covariances(tril, locs.shape[-2], tied)
+    part = embedded(prepared, locs, cov)
+    d, m = locs.shape[-1], part.eta.shape[-1]
+    values = prepared.statistics[:d]
+    out = locs.new_empty(*locs.shape[:-1], values.shape[-1])  # rows sorted by pattern
+    for p, pattern in enumerate(prepared.patterns):
+        start, stop = pattern.start, pattern.stop
+        target = out[..., start:stop]
+        if bool(part.natural[p]):  # one matrix product, as for complete data
+            product = part.eta[p].reshape(-1, m) @ prepared.statistics[:, start:stop]
+            torch.sub(product.reshape(target.shape), part.log_norm[p].unsqueeze(-1),
+                      out=target)
+            continue
+        diff = values[:, start:stop] - part.offsets[p].unsqueeze(-1)  # 0 where missing
+        white = torch.linalg.solve_triangular(part.chol[p], diff, upper=False)
+        log_det = torch.diagonal(part.chol[p], 0, -2, -1).log().sum(-1, keepdim=True)
+        torch.add(white.square_().sum(-2), 2 * log_det + len(pattern.observed) * LOG_2PI,
+                  out=target).mul_(-0.5)
+    return out.index_select(-1, prepared.inverse)
+
+
+def full_statistics(prepared: MissingPrepared, resp, locs, tril, tied: bool) -> dict:
+    """``sums (*B, k, d)`` and ``second (*B, k, d, d)`` around each mean, the missing
+    blocks at their conditional means plus their conditional covariance."""
+    _, cov = covariances(tril, locs.shape[-2], tied)
+    part = embedded(prepared, locs, cov)
+    d, m = locs.shape[-1], part.eta.shape[-1]
+    values = prepared.statistics[:d]
+    resp = resp.index_select(-1, prepared.order)  # rows sorted by pattern
+    count = len(prepared.patterns)
+    raw = locs.new_zeros(count, *locs.shape[:-1], m)  # natural-form sums per pattern
+    first = locs.new_zeros(count, *locs.shape)  # centred ones, where the natural form is off
+    outer = locs.new_zeros(count, *locs.shape, d)
+    weights = locs.new_empty(count, *locs.shape[:-1])
+    for p, pattern in enumerate(prepared.patterns):
+        r = resp[..., pattern.start: pattern.stop]
+        weights[p] = r.sum(-1)
+        if bool(part.natural[p]):
+            product = r.reshape(-1, r.shape[-1]) @ prepared.statistics[
+                :, pattern.start: pattern.stop].T
+            raw[p] = product.reshape(raw[p].shape)
+            continue
+        diff = values[:, pattern.start: pattern.stop] - part.offsets[p].unsqueeze(-1)
+        weighted = diff * r.unsqueeze(-2)
+        first[p], outer[p] = weighted.sum(-1), weighted @ diff.mT
+    centred = recentre(raw, part.offsets, weights, "full", triangle(d).symmetric)
+    natural = part.natural.reshape(-1, *([1] * locs.dim()))
+    first = torch.where(natural, centred["sums"], first)
+    outer = torch.where(natural.unsqueeze(-1), centred["second"], outer)
+    sums = (part.lift @ first.unsqueeze(-1)).squeeze(-1).sum(0)
+    second = (part.lift @ outer @ part.lift.mT
+              + weights[..., None, None] * part.conditional).sum(0)
+    return {"sums": sums, "second": second}
+
+
+# -- imputation -------------------------------------------------------------------------
 class Blocks(NamedTuple):
     """One pattern's blocks of every component's covariance.
 
@@ -141,14 +336,6 @@ class Blocks(NamedTuple):
     chol: torch.Tensor
     regression: torch.Tensor | None
     conditional: torch.Tensor | None
-
-
-def covariances(tril: torch.Tensor, k: int, tied: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(*B, k, d, d)`` Cholesky factors (a ``tied`` one, ``(*B, d, d)``, repeated) and
-    covariances."""
-    if tied:
-        tril = tril.unsqueeze(-3).expand(*tril.shape[:-2], k, *tril.shape[-2:])
-    return tril, tril @ tril.mT
 
 
 def blocks(tril: torch.Tensor, cov: torch.Tensor, pattern: Pattern) -> Blocks:
@@ -169,61 +356,6 @@ def _observed_differences(pattern: Pattern, locs: torch.Tensor) -> torch.Tensor:
     return pattern.values - locs.index_select(-1, pattern.observed).unsqueeze(-1)
 
 
-def full_log_densities(prepared: MissingPrepared, locs, tril, tied: bool) -> torch.Tensor:
-    """``(*B, k, n)``: each row's marginal density over its observed coordinates.
-
-    Args:
-        locs: ``(*B, k, d)``; tril: ``(*B, k, d, d)``, or ``(*B, d, d)`` when ``tied``.
-    """
-    tril, cov = covariances(tril, locs.shape[-2], tied)
-    out = locs.new_empty(*locs.shape[:-1], prepared.values.shape[-1])
-    for pattern in prepared.patterns:
-        chol = blocks(tril, cov, pattern).chol
-        white = torch.linalg.solve_triangular(chol, _observed_differences(pattern, locs),
-                                              upper=False)
-        log_det = 2 * torch.diagonal(chol, 0, -2, -1).log().sum(-1)
-        constant = log_det + len(pattern.observed) * LOG_2PI
-        out.index_copy_(-1, pattern.rows, -0.5 * (white.square().sum(-2)
-                                                  + constant.unsqueeze(-1)))
-    return out
-
-
-def full_statistics(prepared: MissingPrepared, resp, locs, tril, tied: bool) -> dict:
-    """``sums (*B, k, d)`` and ``second (*B, k, d, d)`` around each mean, the missing
-    blocks at their conditional means plus their conditional covariance."""
-    d = locs.shape[-1]
-    tril, cov = covariances(tril, locs.shape[-2], tied)
-    sums = locs.new_zeros(locs.shape)
-    second = locs.new_zeros(*locs.shape, d)
-    for pattern in prepared.patterns:
-        r = resp.index_select(-1, pattern.rows)
-        diff = _observed_differences(pattern, locs)
-        weighted = diff * r.unsqueeze(-2)
-        first, outer = weighted.sum(-1), weighted @ diff.mT  # (*B, k, a), (*B, k, a, a)
-        part = blocks(tril, cov, pattern)
-        if part.regression is None:
-            sums += first
-            second += outer
-            continue
-        lift = _lift(part.regression, pattern, d)  # J: (*B, k, d, a)
-        sums += (lift @ first.unsqueeze(-1)).squeeze(-1)
-        second += lift @ outer @ lift.mT
-        unseen = pattern.missing
-        second[..., unseen.unsqueeze(-1), unseen] += r.sum(-1)[..., None, None] * (
-            part.conditional)
-    return {"sums": sums, "second": second}
-
-
-def _lift(regression: torch.Tensor, pattern: Pattern, d: int) -> torch.Tensor:
-    """``J: (*B, k, d, a)``: observed rows the identity, missing rows ``A``."""
-    a = len(pattern.observed)
-    lift = regression.new_zeros(*regression.shape[:-2], d, a)
-    lift[..., pattern.observed, torch.arange(a)] = 1.0
-    lift[..., pattern.missing, :] = regression
-    return lift
-
-
-# -- imputation -------------------------------------------------------------------------
 def conditionals(prepared: MissingPrepared, locs, tril, tied: bool = False):
     """Per pattern with missing entries: ``(pattern, means (k, b, n_p), chol (k, b, b))``,
     the conditional distribution of the missing block under each component (standardised;
