@@ -333,3 +333,22 @@ def test_far_collapsed_components_take_the_centred_form_and_stay_exact():
                                atol=1e-12, rtol=0)
     fit = fit_em(model, data, truth, max_iter=5, tol=None)
     assert bool((torch.diff(fit.objective) > -1e-9 * abs(float(fit.objective[0]))).all())
+
+
+def test_the_nan_masked_normal_takes_any_broadcasting():
+    """Observations that vary where the parameters do (an HMM's emissions, per-row means)
+    take the per-observation path; it equals the grouped one and the observed-block
+    density by hand."""
+    gen = torch.Generator().manual_seed(0)
+    tril = torch.linalg.cholesky(torch.as_tensor(COVARIANCE)).expand(2, 1, 3, 3)
+    loc = torch.randn(2, 1, 3, generator=gen, dtype=torch.float64)
+    value = remove_entries(torch.randn(40, 3, generator=gen, dtype=torch.float64), 0.4, 0)
+    normal = gm.MissingMultivariateNormal(loc, scale_tril=tril)
+    safe, seen = value.nan_to_num(), ~torch.isnan(value)
+    grouped, each = normal._grouped(safe, seen), normal._each(safe, seen)
+    torch.testing.assert_close(each, grouped, rtol=1e-12, atol=0)
+    rows = torch.randn(40, 3, generator=gen, dtype=torch.float64)  # a mean per row
+    per_row = gm.MissingMultivariateNormal(rows, scale_tril=tril[0, 0]).log_prob(value)
+    by_hand = [multivariate_normal(rows[i].numpy()[o], COVARIANCE[np.ix_(o, o)]).logpdf(
+        value[i].numpy()[o]) for i in range(40) for o in [seen[i].numpy()]]
+    np.testing.assert_allclose(per_row.numpy(), by_hand, rtol=1e-12)
