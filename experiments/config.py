@@ -64,6 +64,8 @@ def from_option(option: options.Option) -> Field:
 SECTIONS: dict[str, dict[str, Field]] = {
     "data": {
         "n": Field(int, None, low=1, high=10**9),
+        # a fraction of entries removed at random, or a table (see experiments/missing.py)
+        "missing": Field(object, None),
         "seed": Field(int, 0, low=0, high=2**63 - 1),
         "assignments": Field(str, "sampled", choices=("sampled", "balanced")),
         "generator": Field(dict, None, sweep=False),
@@ -353,6 +355,9 @@ def _check_data_source(exp: Experiment, source, base: Path) -> None:
 
 def check_cell(cell: Experiment, source) -> None:
     """Build the cell's models and parameters once, so bad values fail at load time."""
+    from .missing import check_spec
+
+    check_spec(cell.data["missing"], source)
     model = build_model(cell.model, source)
     if cell.truth is not None:
         generator = generator_model(cell, source)

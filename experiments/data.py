@@ -1,7 +1,8 @@
 """Data for an experiment: simulated by the model's own Pyro program, or read from a file.
 
 Files are parsed, never evaluated: CSV through the ``csv`` module, ``.npy``
-with ``allow_pickle=False``.
+with ``allow_pickle=False``. An empty CSV cell, ``NA`` or ``N/A`` is a missing entry
+(NaN), which models that take missing values marginalise and the others refuse.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from .config import ConfigError
 #: exponent (Python's float() would also take "1_000" and non-ASCII digits)
 NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*|\s*[+-]?(nan|inf|infinity)\s*",
                     re.IGNORECASE | re.ASCII)
+#: a CSV cell that marks a missing entry (read as NaN; the model decides whether it may)
+MISSING = re.compile(r"\s*(|na|n/a)\s*", re.IGNORECASE | re.ASCII)
 
 
 def read_table(path: str, columns, source, max_rows: int | None = None) -> np.ndarray:
@@ -77,6 +80,9 @@ def read_table(path: str, columns, source, max_rows: int | None = None) -> np.nd
     for i, row in enumerate(body):
         for j, col in enumerate(index):
             try:
+                if MISSING.fullmatch(row[col]):
+                    out[i, j] = np.nan
+                    continue
                 if not NUMBER.fullmatch(row[col]):
                     raise ValueError(row[col])
                 out[i, j] = float(row[col])
@@ -93,12 +99,13 @@ def as_model_data(model, array: np.ndarray, source):
     try:
         return model.check_data(array)
     except (InputError, InputTypeError) as first:
+        error = first
         if array.ndim == 2 and array.shape[1] == 1:
             try:
                 return model.check_data(array[:, 0])
-            except (InputError, InputTypeError):
-                pass
-        raise ConfigError(source, "data.file", str(first)) from None
+            except (InputError, InputTypeError) as second:  # the column was right: its values
+                error = second
+        raise ConfigError(source, "data.file", str(error)) from None
 
 
 def data_columns(path: str | None, columns) -> list | None:

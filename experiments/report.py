@@ -15,6 +15,7 @@ import numpy as np
 from ..models import registry
 from . import store, uncertainty_report
 from .config import ConfigError
+from .missing_plots import missing_report
 from .plots import CellView, cell_figures, save, sweep_figure
 from .schema import check_metrics
 
@@ -207,6 +208,9 @@ def render(run_dir: Path, metrics: dict, trust_model_code: bool = False,
             if exp["plots"]["enabled"] and drawable:
                 figures += cell_figures(_view(run_dir, name, first), name, exp["plots"])
         lines += uncertainty_report.section(exp)
+        missing_lines, missing_figures = missing_report(name, exp)  # data.missing: shortcuts
+        lines += missing_lines
+        figures = missing_figures + figures
         if not drawable:
             lines += [f"Figures of the fitted model left out: drawing them imports the model "
                       f"code `{code}`, which `emvi report` does only with "

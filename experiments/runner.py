@@ -19,6 +19,7 @@ from ..inference.persist import fit_bytes
 from ..models import registry
 from ..models.validation import InputError, InputTypeError
 from . import memory, store, uncertainty_report
+from . import missing as missing_entries
 from .config import Config, ConfigError, Experiment, build_model, generator_model
 from .data import as_model_data, data_columns, read_table
 
@@ -152,8 +153,14 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
     ``files`` are the fitted models (``fit_em.pt``, ``fit_vi.pt``)."""
     model = build_model(cell.model, source)
     data, assignments, truth, true_k = make_data(cell, model, source)
+    complete, data = data, missing_entries.remove(
+        data, missing_entries.check_spec(cell.data["missing"], source), cell.data["seed"], source)
     if data.shape[0] < model.k:
         raise ConfigError(source, "data", f"{data.shape[0]} observations for k={model.k}")
+    try:
+        model.check_fit_data(data)  # e.g. a column with every entry missing
+    except (InputError, InputTypeError) as exc:
+        raise ConfigError(source, "data.file" if cell.data["file"] else "data", str(exc)) from None
     try:
         init = make_init(cell, model, data)
     except (InputError, InputTypeError) as exc:
@@ -211,6 +218,9 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
                    "seconds_per_iteration": {label: fit.elapsed / max(fit.iterations, 1)
                                              for label, fit in fits.items()}},
     }
+    if data is not complete:  # exact EM beside the shortcuts, against the removed values
+        result["missing"] = missing_entries.evaluate(cell, model, complete, data, fits, truth,
+                                                     comparable)
     arrays = {"data": data.numpy()}
     if assignments is not None:
         arrays["assignments"] = assignments.numpy()

@@ -123,6 +123,10 @@ def _check_cell(c: _Checker, cell, key: str) -> None:
         c.value(fit, FIT, f"{key}.fits.{label}")
         for j, event in enumerate(fit["events"]):
             c.value(event, {"iteration": int}, f"{key}.fits.{label}.events[{j}]")
+    if "missing" in cell:
+        from .missing_plots import check
+
+        check(cell["missing"], f"{key}.missing", c.source)
     timing, comp = cell["timing"], cell["comparison"]
     c.table_of(timing["seconds"], NUMBER, f"{key}.timing.seconds", labels)
     c.table_of(timing["seconds_per_iteration"], NUMBER, f"{key}.timing.seconds_per_iteration",

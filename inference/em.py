@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..models.params import Params
-from ..models.validation import InputError, check_bool, check_callable, check_k, precision_notes
+from ..models.validation import InputError, check_bool, check_callable, precision_notes
 from .fit import Fit, Progress, warnings_as_notes
 from .options import EM
 
@@ -230,7 +230,7 @@ def fit_em(model, data, init, *, max_iter: int = EM["max_iter"].default,
     """
     notes = precision_notes(data)
     data = model.check_data(data)
-    check_k(model.k, model.n_observations(data))
+    model.check_fit_data(data)
     params = model.check_params(init, "init")
     options = Options(max_iter, tol, hard, chunk_size, callback, record_params,
                       track_log_likelihood, cache_bytes, model)

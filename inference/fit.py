@@ -13,6 +13,7 @@ import torch
 from torch.distributions import constraints
 
 from ..models.params import Params
+from ..models.validation import check_int
 
 
 @contextmanager
@@ -153,6 +154,20 @@ class Fit:
     def score(self, data) -> float:
         """Mean log density per observation (as scikit-learn's ``score``)."""
         return float(self.score_samples(data).mean())
+
+    def impute(self, data, draws: int | None = None, seed: int = 0) -> torch.Tensor:
+        """``data`` with its missing entries (NaN) filled in at ``params``.
+
+        Args:
+            draws: ``None``: ``(n, ...)`` conditional expectations given each row's
+                observed entries (mixture-weighted); ``m``: ``(m, n, ...)`` multiple
+                imputations drawn from the conditional distribution.
+            seed: seed of the draws' private random stream.
+        """
+        if draws is not None:
+            draws = check_int(draws, "draws", low=1, high=100_000)
+        generator = torch.Generator().manual_seed(check_int(seed, "seed", low=0, high=2**63 - 1))
+        return self.model.impute(data, self.params, draws, generator)
 
     def sample(self, n: int, seed: int = 0):
         """``(data, assignments)`` drawn from the fitted model's Pyro program."""

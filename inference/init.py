@@ -12,7 +12,7 @@ import math
 import torch
 
 from ..models.params import Params
-from ..models.validation import InputError, check_k
+from ..models.validation import InputError
 from .options import INIT, INIT_METHODS
 
 
@@ -112,7 +112,7 @@ def initialize(model, data, method: str = INIT["method"].default, seed: int = IN
         restarts: R > 1 gives a batch of R independent starts, ``(R, ...)`` per tensor.
     """
     data = model.check_data(data)
-    check_k(model.k, model.n_observations(data))
+    model.check_fit_data(data)
     method = INIT["method"].check(method, "method")
     seed = INIT["seed"].check(seed, "seed")
     restarts = INIT["restarts"].check(restarts, "restarts")

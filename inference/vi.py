@@ -23,7 +23,7 @@ from pyro import poutine
 from pyro.infer import TraceEnum_ELBO, config_enumerate
 
 from ..models.params import Params, interior
-from ..models.validation import InputError, check_bool, check_callable, check_k, precision_notes
+from ..models.validation import InputError, check_bool, check_callable, precision_notes
 from .fit import Fit, Progress, warnings_as_notes
 from .guides import make_guide, posterior_summary, program_with_priors, site_params
 from .options import OPTIMIZERS, VI  # noqa: F401 (OPTIMIZERS: public)
@@ -270,7 +270,7 @@ def fit_vi(model, data, init, *, optimizer: str = VI["optimizer"].default,
     """
     notes = precision_notes(data)
     data = model.check_data(data)
-    check_k(model.k, model.n_observations(data))
+    model.check_fit_data(data)
     params = model.check_params(init, "init")
     options = VIOptions.check(optimizer, lr, steps, tol, patience, callback, record_params)
     posterior = check_posterior(model, VI["posterior"].check(posterior, "posterior"), options)

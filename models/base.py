@@ -37,7 +37,15 @@ from torch.distributions import constraints
 
 from .params import Params, ParamSpec
 from .recipe import capture
-from .validation import InputError, InputTypeError, as_tensor, check_finite, check_int
+from .validation import (
+    InputError,
+    InputTypeError,
+    as_tensor,
+    check_finite,
+    check_int,
+    check_k,
+    check_observed_columns,
+)
 
 ASSIGNMENT = "assignment"
 OBSERVATION = "obs"
@@ -196,6 +204,20 @@ class LatentModel(ABC):
         """Observations in ``data``: the unit of the per-observation convergence rule,
         of BIC's ``log n`` and of responsibilities' first axis."""
         return data.shape[0]
+
+    def check_fit_data(self, data, name: str = "data") -> None:
+        """What fitting needs of checked ``data`` beyond :meth:`check_data`: at least ``k``
+        observations, and no coordinate missing (NaN) in every row."""
+        check_k(self.k, self.n_observations(data))
+        if torch.is_tensor(data):
+            check_observed_columns(data, name)
+
+    def impute(self, data, params: Params, draws: int | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Missing entries (NaN) of ``data`` filled in: ``(n, ...)`` conditional expectations,
+        or ``(draws, n, ...)`` draws from their conditional distribution. Default: models
+        that take no missing values have nothing to fill in."""
+        raise InputError(f"impute: {self.describe()} does not impute missing values")
 
     def features(self, data) -> torch.Tensor:
         """``(n_observations, f)`` points for distance-based initialisation."""

@@ -118,6 +118,30 @@ class Mixture(LatentModel):
                  for j, w in enumerate(params["weights"].reshape(-1)) if w * len(data) < 0.5]
         return notes + self.family.diagnose(data, params, frozenset(self.fixed))
 
+    def impute(self, data, params, draws=None, generator=None):
+        """Missing entries (NaN) filled in, given the observed ones.
+
+        Args:
+            data: ``(n, *event)`` with NaN for missing entries.
+            params: one parameter set.
+            draws: ``None`` for the conditional expectation (mixture-weighted by each row's
+                posterior); ``m`` for ``m`` draws: the component from the posterior, then
+                the missing entries from their conditional distribution under it.
+            generator: the random stream of the draws.
+
+        Returns:
+            ``(n, *event)``, or ``(draws, n, *event)``; observed entries as given.
+        """
+        data = self.check_data(data)
+        params = self.check_params(params)
+        if params.batch_shape(self.specs):
+            raise InputError("params: expected one parameter set, got a restart batch")
+        resp = self.e_step(data, params)[0]
+        if draws is None:
+            return self.family.impute_mean(data, params, resp)
+        labels = torch.multinomial(resp, draws, replacement=True, generator=generator).T
+        return self.family.impute_draw(data, params, labels, generator)
+
     def random_params(self, data, generator):
         w = 1 + torch.rand(self.k, generator=generator, dtype=data.dtype)  # away from zero
         values = {"weights": w / w.sum(), **self.family.random_params(self.k, data, generator)}

@@ -37,13 +37,14 @@ class CategoricalMixture(Mixture):
 
 @register
 class PoissonMixture(Mixture):
-    """Counts from k Poisson rates."""
+    """Counts from k Poisson rates; ``dim > 1``: vectors of ``dim`` independent counts
+    (rates ``(k, dim)``), which may have missing entries (NaN)."""
 
     name = "poisson_mixture"
 
-    def __init__(self, k: int = 2, fixed: dict | None = None,
+    def __init__(self, k: int = 2, dim: int = 1, fixed: dict | None = None,
                  prior: dict | None = None):
-        super().__init__(Poisson(), k, fixed=fixed, prior=prior)
+        super().__init__(Poisson(dim), k, fixed=fixed, prior=prior)
 
 
 @register

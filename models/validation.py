@@ -69,10 +69,17 @@ def check_finite(tensor: torch.Tensor, name: str) -> torch.Tensor:
     return refuse(tensor, ~torch.isfinite(tensor), name, "finite values")
 
 
-def check_data(data, name: str, event_shape: tuple[int, ...]) -> torch.Tensor:
-    """Data as a finite float64 tensor of shape ``(n, *event_shape)``, n >= 1.
+def check_data(data, name: str, event_shape: tuple[int, ...],
+               missing: bool = False) -> torch.Tensor:
+    """Data as a float64 tensor of shape ``(n, *event_shape)``, n >= 1, finite except for
+    missing entries (NaN) where ``missing`` allows them.
 
     A 1-D array is accepted for a one-dimensional event (``(n,)`` -> ``(n, 1)``).
+
+    Args:
+        missing: NaN marks a missing entry (the family marginalises it); a row with every
+            entry missing carries no information and is refused. Without it, NaN is
+            refused with one error naming the rows. Infinities are always refused.
     """
     tensor = as_tensor(data, name)
     if event_shape == (1,) and tensor.dim() == 1:
@@ -83,7 +90,41 @@ def check_data(data, name: str, event_shape: tuple[int, ...]) -> torch.Tensor:
         raise InputError(f"{name}: expected shape {want}, got {tuple(tensor.shape)}")
     if tensor.shape[0] == 0:
         raise InputError(f"{name}: expected at least one observation, got an empty array")
-    return check_finite(tensor, name)
+    if missing:
+        refuse(tensor, torch.isinf(tensor), name, "finite values (or NaN for a missing entry)")
+    rows = torch.isnan(tensor).reshape(len(tensor), -1)
+    if not bool(rows.any()):
+        return check_finite(tensor, name)
+    if not missing:
+        refuse(tensor, torch.isinf(tensor), name, "finite values")
+        raise InputError(f"{name}: missing values (NaN) in {_rows(rows.any(1))}; this model "
+                         "cannot take missing values: drop or impute those rows")
+    empty = rows.all(1)
+    if bool(empty.any()):
+        raise InputError(f"{name}: every entry is missing (NaN) in {_rows(empty)}: such rows "
+                         "carry no information; drop them")
+    return tensor
+
+
+def _rows(flags: torch.Tensor, shown: int = 8) -> str:
+    """``row 3`` or ``rows 3, 7, 9 (and 12 more)`` for the true entries of ``flags: (n,)``."""
+    rows = torch.nonzero(flags).flatten().tolist()
+    text = ", ".join(str(r) for r in rows[:shown])
+    more = f" (and {len(rows) - shown} more)" if len(rows) > shown else ""
+    return f"row{'s' if len(rows) > 1 else ''} {text}{more}"
+
+
+def check_observed_columns(data: torch.Tensor, name: str) -> None:
+    """Refuse data in which some coordinate is missing (NaN) in every row: nothing can be
+    learned about it (its parameters would stay where they started)."""
+    if not data.is_floating_point() or data.dim() < 2:
+        return
+    empty = torch.isnan(data).all(0)
+    if bool(empty.any()):
+        index = tuple(int(i) for i in torch.nonzero(empty)[0])
+        where = index[0] if len(index) == 1 else index
+        raise InputError(f"{name}: every entry of column {where} is missing (NaN): nothing "
+                         "can be learned about it; drop that column")
 
 
 def precision_notes(data) -> list[str]:

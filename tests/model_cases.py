@@ -6,6 +6,7 @@ missing from this table fails ``test_every_registered_model_has_a_case``.
 
 from __future__ import annotations
 
+import torch
 from emvi.models import (
     BernoulliMixture,
     CategoricalMixture,
@@ -66,6 +67,10 @@ CASES = {
     "poisson": lambda: (
         PoissonMixture(k=3), {"weights": [0.3, 0.3, 0.4], "rates": [1.0, 8.0, 25.0]},
     ),
+    "poisson_vector": lambda: (
+        PoissonMixture(k=2, dim=3),
+        {"weights": [0.4, 0.6], "rates": [[1.0, 6.0, 12.0], [9.0, 2.0, 25.0]]},
+    ),
     "exponential": lambda: (
         ExponentialMixture(k=2), {"weights": [0.4, 0.6], "rates": [5.0, 0.3]},
     ),
@@ -114,6 +119,27 @@ CASES = {
     ),
 }
 
+#: cases whose data have missing entries (NaN, missing completely at random): the fraction
+#: of entries removed; each reuses the complete-data case of its name without ``_missing``
+MISSING = {
+    "gmm_full_missing": 0.25,
+    "gmm_diag_missing": 0.25,
+    "gmm_spherical_missing": 0.25,
+    "gmm_tied_missing": 0.25,
+    "gmm_full_fixed_locs_missing": 0.25,
+    "bernoulli_missing": 0.25,
+    "categorical_missing": 0.25,
+    "poisson_vector_missing": 0.25,
+}
+CASES.update({name: CASES[name.removesuffix("_missing")] for name in MISSING})
+# the complete-data Bernoulli case is at the edge of its recovery tolerance already (its
+# weights are weakly identified): with missing entries, a better separated truth
+CASES["bernoulli_missing"] = lambda: (
+    BernoulliMixture(k=2, dim=8),
+    {"weights": [0.4, 0.6], "probs": [[0.9, 0.9, 0.9, 0.9, 0.2, 0.1, 0.2, 0.1],
+                                      [0.1, 0.2, 0.1, 0.2, 0.9, 0.8, 0.9, 0.8]]},
+)
+
 #: which case stands for each registered model name
 REGISTERED = {"kmeans": "kmeans", "two_coins": "two_coins", "gaussian_mixture": "gmm_full",
               "bernoulli_mixture": "bernoulli", "categorical_mixture": "categorical",
@@ -125,3 +151,22 @@ def make(name: str):
     """``(model, truth)`` for a case."""
     model, truth = CASES[name]()
     return model, model.params(**truth)
+
+
+def remove_entries(data: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """``data`` with about ``fraction`` of its entries set to NaN at random (never a whole
+    row or column: each keeps an entry chosen at random)."""
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    missing = torch.rand(data.shape, generator=gen) < fraction
+    keep = torch.randint(data.shape[1], (len(data),), generator=gen)
+    missing[torch.arange(len(data)), keep] = False
+    keep = torch.randint(len(data), (data.shape[1],), generator=gen)
+    missing[keep, torch.arange(data.shape[1])] = False
+    return data.masked_fill(missing, float("nan"))
+
+
+def observe(name: str, data: torch.Tensor, seed: int) -> torch.Tensor:
+    """The data a case's fits see: for a missing-data case, with entries removed."""
+    if name not in MISSING:
+        return data
+    return remove_entries(data, MISSING[name], seed)

@@ -213,8 +213,14 @@ def bench_pyro_step(repeats: int, quick: bool) -> list[dict]:
     return [result]
 
 
+def bench_missing(repeats: int, quick: bool) -> list[dict]:
+    from .missing import bench_missing as run
+
+    return run(repeats, quick)
+
+
 BENCHMARKS = {"gmm": bench_gmm_iteration, "restarts": bench_restarts, "kmeans": bench_kmeans,
-              "pyro_step": bench_pyro_step}
+              "pyro_step": bench_pyro_step, "missing": bench_missing}
 
 
 def main(argv=None) -> int:
@@ -237,7 +243,9 @@ def main(argv=None) -> int:
             print(f"{result['name']:<22} {str(result.get('shape')):<20} ours "
                   f"{1e3 * med['ours']:9.3f} ms  anchor {1e3 * med['anchor']:9.3f} ms  "
                   f"ratio {result['ratio']:6.2f}x" + (f"  (target {result['target_ratio']}x)"
-                                                       if "target_ratio" in result else ""),
+                                                       if "target_ratio" in result else "")
+                  + (f"  cost {result['cost_ratio']:.2f}x (target <= "
+                     f"{result['target_cost_ratio']}x)" if "cost_ratio" in result else ""),
                   flush=True)
     record = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(),

@@ -9,6 +9,12 @@ needs only the additive sufficient statistics ``counts_j = sum_n r_nj`` and
 ``sums_j = sum_n r_nj T(x_n)``, which add across chunks and processes. The same
 family gives the Pyro distribution used by the model's generative program.
 
+Missing entries (NaN) are for families that declare ``supports_missing = True``: their
+``check_data`` lets NaN through, their E-step pieces marginalise the missing entries
+exactly (the log density of what is observed; expected statistics in the M-step's own
+form), their Pyro distribution observes only what is there, and :meth:`Family.impute_mean`
+/ :meth:`Family.impute_draw` fill the entries in (see :mod:`models.families.missing`).
+
 Those defaults live in :meth:`Family.prepare`, :meth:`Family.log_densities` and
 :meth:`Family.accumulate`; a family that needs more (the Gaussian's statistics
 around each component's own mean, for precision far from the data's mean)
@@ -97,6 +103,8 @@ class Family(ABC):
     discrete: bool = False
     #: what one observation is called on plot axes
     value_label: str = "x"
+    #: NaN in the data marks a missing entry, which the family marginalises exactly
+    supports_missing: bool = False
 
     @abstractmethod
     def specs(self, k: int) -> dict[str, ParamSpec]:
@@ -241,6 +249,20 @@ class Family(ABC):
         """The ``PriorSite`` list for ``prior`` (ordered: a site may depend on earlier ones).
         Its ``maximize`` then reads ``stats["prior"]`` and returns the MAP estimate."""
         return []
+
+    # -- imputation (families that support missing entries override these) ------------------
+    def impute_mean(self, data: torch.Tensor, params: Params, resp: torch.Tensor):
+        """``(n, *event_shape)``: ``data`` with each missing entry (NaN) at its conditional
+        expectation given the row's observed entries, weighted over components by
+        ``resp: (n, k)``. Default: nothing is missing."""
+        return data.clone()
+
+    def impute_draw(self, data: torch.Tensor, params: Params, labels: torch.Tensor,
+                    generator: torch.Generator):
+        """``(m, n, *event_shape)``: ``m`` copies of ``data``, each row's missing entries
+        drawn from their conditional distribution under component ``labels: (m, n)``.
+        Default: nothing is missing."""
+        return data.expand(len(labels), *data.shape).clone()
 
     @classmethod
     def missing_methods(cls) -> list[str]:

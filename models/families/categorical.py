@@ -4,7 +4,9 @@
 Parameters: ``probs: (k, dim, categories)``, a distribution over labels per feature.
 ``log p(x | p) = sum_f onehot(x_f) . log p_f``. With one feature a mixture of
 categoricals is not identifiable (every mixture with the same marginal fits
-equally well); with three or more it is.
+equally well); with three or more it is. An unanswered item (NaN) has an all-zero
+one-hot, so it drops out of the log density; the M-step counts it as ``p_f`` (its
+expected one-hot; see :mod:`.missing`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,15 @@ from ..params import ParamSpec
 from ..priors import PriorSite
 from ..validation import check_data, check_int, refuse
 from .base import Family, pick
+from .missing import (
+    MaskedCategorical,
+    MaskedPrepared,
+    expected_sums,
+    has_missing,
+    masked_log_densities,
+    observed_means,
+    placeholder,
+)
 
 LOG_FLOOR = -745.0  # log of the smallest double: keeps 0 * log(0) from becoming NaN
 EPS = torch.finfo(torch.float64).eps
@@ -28,6 +39,7 @@ class Categorical(Family):
     name = "categorical"
     discrete = True
     value_label = "category"
+    supports_missing = True
 
     def __init__(self, categories: int = 3, dim: int = 1):
         self.categories = check_int(categories, "categories", low=2, high=1_000_000)
@@ -42,14 +54,37 @@ class Categorical(Family):
                                    doc="label probabilities per feature")}
 
     def check_data(self, data, name="data"):
-        x = check_data(data, name, self.event_shape)
-        bad = (x < 0) | (x >= self.categories) | (x != x.round())
+        x = check_data(data, name, self.event_shape, missing=True)
+        bad = ((x < 0) | (x >= self.categories) | (x != x.round())) & ~torch.isnan(x)
         return refuse(x, bad, name, f"labels in 0..{self.categories - 1}")
 
     def statistics(self, data, shift):
+        """``(dim * categories, n)`` one-hot labels (all zero for a missing label)."""
+        labels, seen = placeholder(data)
         onehot = torch.zeros(len(data), self.dim, self.categories, dtype=data.dtype)
-        onehot.scatter_(-1, data.long().unsqueeze(-1), 1.0)
+        onehot.scatter_(-1, labels.long().unsqueeze(-1), seen.unsqueeze(-1))
         return onehot.reshape(len(data), -1).T.contiguous()
+
+    # -- unanswered items: the mask joins the statistics ------------------------------------
+    def prepare(self, data, shift):
+        if not has_missing(data):
+            return super().prepare(data, shift)
+        seen = (~torch.isnan(data)).to(data.dtype)
+        return MaskedPrepared(self.statistics(data, shift), seen.T.contiguous(), None, shift)
+
+    def log_densities(self, prepared, params):
+        if not isinstance(prepared, MaskedPrepared):
+            return super().log_densities(prepared, params)
+        log_p = params["probs"].log().clamp_min(LOG_FLOOR).flatten(-2)
+        return masked_log_densities(prepared, log_p, None)
+
+    def accumulate(self, prepared, resp, params):
+        if not isinstance(prepared, MaskedPrepared):
+            return super().accumulate(prepared, resp, params)
+        c = self.categories
+        probs = (params["probs"].flatten(-2) if "probs" in params
+                 else observed_means(prepared, resp, c, fallback=1.0 / c))
+        return {"sums": expected_sums(prepared, resp, probs, repeat=c)}
 
     def natural(self, params, shift):
         log_p = params["probs"].log().clamp_min(LOG_FLOOR).flatten(-2)
@@ -76,10 +111,27 @@ class Categorical(Family):
             (k, self.dim)).to_event(2), lambda p: p["probs"], lambda v: {"probs": v})]
 
     def distribution(self, params, z, inputs=None):
-        return dist.Categorical(probs=pick(params["probs"], z, 2)).to_event(1)
+        return MaskedCategorical(probs=pick(params["probs"], z, 2)).to_event(1)
 
     def features(self, data):
-        return self.statistics(data, None).T
+        """One-hot labels; a missing label gets its feature's observed label frequencies."""
+        onehot = self.statistics(data, None).T.reshape(len(data), self.dim, self.categories)
+        if has_missing(data):
+            seen = ~torch.isnan(data)
+            frequencies = onehot.sum(0) / seen.sum(0).clamp_min(1).unsqueeze(-1)
+            onehot = torch.where(seen.unsqueeze(-1), onehot, frequencies)
+        return onehot.reshape(len(data), -1)
+
+    def impute_mean(self, data, params, resp):
+        """A label has no expectation: each missing label at its most probable value given
+        the row's answers (the mode of ``sum_j r_nj p_jf``)."""
+        probs = torch.einsum("nk,kfc->nfc", resp, params["probs"])
+        return torch.where(torch.isnan(data), probs.argmax(-1).to(data.dtype), data)
+
+    def impute_draw(self, data, params, labels, generator):
+        probs = params["probs"][labels].reshape(-1, self.categories)  # (m * n * dim, c)
+        draw = torch.multinomial(probs, 1, generator=generator).reshape(*labels.shape, self.dim)
+        return torch.where(torch.isnan(data), draw.to(data.dtype), data)
 
     def grid(self, data):
         return torch.arange(self.categories, dtype=data.dtype)

@@ -29,6 +29,7 @@ from torch.distributions import constraints
 
 from ..params import Params, ParamSpec
 from ..validation import InputError, as_tensor, check_data, check_int
+from . import gaussian_missing as gm
 from . import gaussian_prior
 from .base import Family, Prepared, pick, shared, upper_triangle
 from .gaussian_numerics import (
@@ -45,6 +46,7 @@ from .gaussian_numerics import (
     reference,
     standardised,
 )
+from .missing import NanMasked, filled, has_missing
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 
@@ -58,6 +60,10 @@ class Normal(dist.Normal):
             self._validate_sample(value)
         z = (value - self.loc) / self.scale
         return -0.5 * z * z - self.scale.log() - 0.5 * LOG_2PI
+
+
+class MaskedNormal(NanMasked, Normal):
+    """:class:`Normal` whose NaN observations are missing (log density 0 there)."""
 
 #: the smallest variance ever used, in standardised units (exact zeros with reg_covar = 0)
 RESOLUTION_FLOOR = 1e-280
@@ -73,6 +79,7 @@ class Gaussian(Family):
     """
 
     name = "gaussian"
+    supports_missing = True
 
     def __init__(self, dim: int = 1, covariance: str = "full", reg_covar: float = 1e-6):
         self.dim = check_int(dim, "dim", low=1, high=100_000)
@@ -124,7 +131,7 @@ class Gaussian(Family):
         }
 
     def check_data(self, data, name: str = "data") -> torch.Tensor:
-        return check_data(data, name, self.event_shape)
+        return check_data(data, name, self.event_shape, missing=True)
 
     def canonical(self, values: dict) -> dict:
         values = dict(values)
@@ -194,6 +201,30 @@ class Gaussian(Family):
         return torch.cat([lin.squeeze(-1), second], -1).reshape(*batch, -1), log_norm.reshape(
             batch)
 
+    def prepare(self, data, shift):
+        """The complete-data statistics; a chunk with missing entries (NaN) is kept as
+        standardised values and a mask, its rows grouped by missingness pattern for full
+        and tied covariances (see :mod:`models.families.gaussian_missing`)."""
+        if has_missing(data):
+            return gm.prepare(data, shift, grouped=self.covariance in ("full", "tied"))
+        return super().prepare(data, shift)
+
+    def _missing_log_densities(self, prepared, standard):
+        if self.cov_name == "scales":
+            joint = gm.independent_log_densities(prepared, standard["locs"],
+                                                 standard["scales"], self.covariance)
+        else:
+            joint = gm.full_log_densities(prepared, standard["locs"], standard["scale_tril"],
+                                          self.covariance == "tied")
+        return joint.sub_(gm.observed_log_scale(prepared))
+
+    def _missing_statistics(self, prepared, resp, standard):
+        if self.cov_name == "scales":
+            return gm.independent_statistics(prepared, resp, standard["locs"],
+                                             standard["scales"], self.covariance)
+        return gm.full_statistics(prepared, resp, standard["locs"], standard["scale_tril"],
+                                  self.covariance == "tied")
+
     # -- the E-step: the natural form where it is exact enough, else the centred form ------
     def _natural_or_none(self, prepared: Prepared, standard: Params):
         """``(eta, log_norm)`` when the natural form's round-off is within tolerance."""
@@ -207,6 +238,8 @@ class Gaussian(Family):
 
     def log_densities(self, prepared, params):
         standard = self._to_standard(params, prepared.shift)
+        if isinstance(prepared, gm.MissingPrepared):
+            return self._missing_log_densities(prepared, standard)
         natural = self._natural_or_none(prepared, standard)
         if natural is None:
             joint = centred_log_densities(self._differences(prepared, standard),
@@ -224,6 +257,11 @@ class Gaussian(Family):
     def accumulate(self, prepared, resp, params):
         """``sums: (*B, k, d)`` and ``second`` (``(*B, k)``, ``(*B, k, d)`` or
         ``(*B, k, d, d)``) around each component's current mean, in standardised units."""
+        if isinstance(prepared, gm.MissingPrepared):
+            if self.cov_name not in params:  # an M-step straight from responsibilities
+                params = {**self._provisional(prepared, resp), **params}
+            return self._missing_statistics(prepared, resp,
+                                            self._to_standard(params, prepared.shift))
         standard = self._to_standard(params, prepared.shift)
         if self.cov_name not in params or self._natural_or_none(prepared, standard) is None:
             return centred_statistics(self._differences(prepared, standard), resp,
@@ -233,13 +271,41 @@ class Gaussian(Family):
         return recentre(sums, offsets, resp.sum(-1), self.covariance, self._symmetric)
 
     def centers(self, prepared, resp):
-        """Weighted means, the reference of an M-step straight from responsibilities."""
+        """Weighted means, the reference of an M-step straight from responsibilities (with
+        missing entries: over the observed entries, and a provisional covariance, which the
+        expected statistics of the missing entries need)."""
+        if isinstance(prepared, gm.MissingPrepared):
+            return self._provisional(prepared, resp)
         y = prepared.statistics[: self.dim]
         flat = resp.reshape(-1, resp.shape[-1])
         means = (y @ flat.T).T.reshape(*resp.shape[:-1], self.dim)
         counts = resp.sum(-1, keepdim=True).clamp_min(10 * EPS)
         ref = prepared.shift
         return {"locs": (means / counts + ref.offset) * ref.scale}
+
+    def _provisional(self, prepared, resp) -> dict:
+        """Available-case means and diagonal variances (each shrunk towards the data's own
+        variance by one pseudo-observation), in the data's units: where an M-step from
+        responsibilities alone starts when entries are missing."""
+        y, seen = prepared.values, prepared.observed
+        ref = prepared.shift
+        weight = torch.matmul(resp, seen.T)  # (*B, k, d)
+        means = torch.matmul(resp, y.T) / weight.clamp_min(10 * EPS)
+        count = seen.sum(-1).clamp_min(1)
+        overall = (y.square().sum(-1) - y.sum(-1).square() / count) / count
+        spread = (torch.matmul(resp, y.square().T) - 2 * means * torch.matmul(resp, y.T)
+                  + means.square() * weight)
+        var = ((spread.clamp_min(0) + overall) / (weight + 1)).clamp_min(1e-12)
+        out = {"locs": (means + ref.offset) * ref.scale}
+        if self.covariance == "spherical":
+            out["scales"] = var.mean(-1).sqrt() * ref.scale[0]
+        elif self.covariance == "diag":
+            out["scales"] = var.sqrt() * ref.scale
+        else:
+            if self.covariance == "tied":
+                var = (var * weight).sum(-2) / weight.sum(-2).clamp_min(10 * EPS)
+            out["scale_tril"] = torch.diag_embed(var.sqrt() * ref.scale)
+        return out
 
     # -- the M-step, in standardised units ----------------------------------------------
     def prior_keys(self):
@@ -327,16 +393,75 @@ class Gaussian(Family):
                 for j, (v, f) in enumerate(zip(smallest, floor)) if v <= f]
 
     def distribution(self, params, z, inputs=None):
+        """NaN entries of an observation are missing: the independent coordinates drop
+        their terms; ``full`` and ``tied`` use the observed block's marginal."""
         loc = pick(params["locs"], z, 1)
         if self.covariance == "spherical":
-            return Normal(loc, pick(params["scales"], z, 0).unsqueeze(-1)).to_event(1)
+            return MaskedNormal(loc, pick(params["scales"], z, 0).unsqueeze(-1)).to_event(1)
         if self.covariance == "diag":
-            return Normal(loc, pick(params["scales"], z, 1)).to_event(1)
+            return MaskedNormal(loc, pick(params["scales"], z, 1)).to_event(1)
         if self.covariance == "full":
-            return dist.MultivariateNormal(loc, scale_tril=pick(params["scale_tril"], z, 2))
-        return dist.MultivariateNormal(loc, scale_tril=shared(params["scale_tril"], 2))
+            return gm.MissingMultivariateNormal(loc, scale_tril=pick(params["scale_tril"], z, 2))
+        return gm.MissingMultivariateNormal(loc, scale_tril=shared(params["scale_tril"], 2))
+
+    def features(self, data):
+        return filled(data)
+
+    # -- imputation ----------------------------------------------------------------------
+    def _conditionals(self, data, params):
+        """Standardised prepared data and, per pattern with missing entries, the missing
+        block's conditional means ``(k, b, n_p)`` and Cholesky factors ``(k, b, b)``."""
+        ref = self.shift(data)
+        prepared = gm.prepare(data, ref, grouped=True)
+        standard = self._to_standard(params, ref)
+        if self.cov_name == "scales":
+            scales = standard["scales"]
+            if self.covariance == "spherical":
+                scales = scales.unsqueeze(-1).expand(-1, self.dim)
+            tril = torch.diag_embed(scales)
+        else:
+            tril = standard["scale_tril"]
+        return prepared, gm.conditionals(prepared, standard["locs"], tril,
+                                         self.covariance == "tied")
+
+    def impute_mean(self, data, params, resp):
+        """``(n, d)``: each missing entry at its conditional expectation, mixture-weighted by
+        ``resp: (n, k)``; observed entries as given."""
+        if not has_missing(data):
+            return data.clone()
+        prepared, parts = self._conditionals(data, params)
+        out = prepared.values.clone()  # (d, n), standardised
+        for pattern, means, _ in parts:
+            weights = resp.index_select(0, pattern.rows).T  # (k, n_p)
+            expected = (means * weights.unsqueeze(-2)).sum(0)  # (b, n_p)
+            out[pattern.missing.unsqueeze(-1), pattern.rows] = expected
+        return self._from_standard(out, prepared, data)
+
+    def impute_draw(self, data, params, labels, generator):
+        """``(m, n, d)``: each row's missing block drawn from its conditional distribution
+        under component ``labels: (m, n)``, ``m`` times."""
+        if not has_missing(data):
+            return data.expand(len(labels), *data.shape).clone()
+        prepared, parts = self._conditionals(data, params)
+        out = prepared.values.expand(len(labels), *prepared.values.shape).clone()  # (m, d, n)
+        for pattern, means, chol in parts:
+            z = labels.index_select(1, pattern.rows)  # (m, n_p)
+            noise = torch.randn(*z.shape, len(pattern.missing), 1, generator=generator,
+                                dtype=data.dtype)
+            rows = torch.arange(len(pattern.rows))
+            draw = means[z, :, rows] + (chol[z] @ noise).squeeze(-1)  # (m, n_p, b)
+            out[:, pattern.missing.unsqueeze(-1), pattern.rows] = draw.mT
+        return self._from_standard(out, prepared, data)
+
+    @staticmethod
+    def _from_standard(values, prepared, data):
+        """Standardised ``values: (..., d, n)`` in the data's units, observed entries exact."""
+        ref = prepared.shift
+        out = ((values.mT + ref.offset) * ref.scale)
+        return torch.where(torch.isnan(data), out, data)
 
     def random_params(self, k, data, generator):
+        data = filled(data)
         d = self.dim
         ref = self.shift(data)  # a spread that does not overflow for data near 1e300
         spread = ((data / ref.scale).std(0) * ref.scale if data.shape[0] > 1

@@ -63,8 +63,11 @@ def power_of_two(values: torch.Tensor) -> torch.Tensor:
 def reference(data: torch.Tensor, common: bool) -> Reference:
     """Standardised coordinates for ``data: (n, d)``; ``common``: one scale for all axes.
 
-    Each step divides by a power of two first, so no intermediate overflows.
+    Each step divides by a power of two first, so no intermediate overflows. Missing
+    entries (NaN) are left out (a coordinate never observed gets offset 0, scale 1).
     """
+    if bool(torch.isnan(data).any()):
+        return _reference_observed(data, common)
     rough = power_of_two(data.abs().amax(0))
     if common:
         rough = rough.amax().expand_as(rough)
@@ -74,6 +77,23 @@ def reference(data: torch.Tensor, common: bool) -> Reference:
         scale = scale.amax().expand_as(scale).clone()
     offset = (data / scale).mean(0)
     return Reference(scale, offset, (data / scale - offset).abs().amax(0))
+
+
+def _reference_observed(data: torch.Tensor, common: bool) -> Reference:
+    """:func:`reference` over the observed entries of ``data`` (NaN: missing)."""
+    observed = ~torch.isnan(data)
+    zero = torch.where(observed, data, torch.zeros_like(data))
+    count = observed.sum(0).clamp_min(1)
+    rough = power_of_two(zero.abs().amax(0))
+    if common:
+        rough = rough.amax().expand_as(rough)
+    centred = torch.where(observed, zero / rough - (zero / rough).sum(0) / count, 0.0)
+    scale = rough * power_of_two(centred.abs().amax(0))
+    if common:
+        scale = scale.amax().expand_as(scale).clone()
+    offset = (zero / scale).sum(0) / count
+    extent = torch.where(observed, zero / scale - offset, 0.0).abs().amax(0)
+    return Reference(scale, offset, extent)
 
 
 def standardised(data: torch.Tensor, ref: Reference) -> torch.Tensor:

@@ -30,6 +30,12 @@ def one_line_error(code, err):
     (("data = { n = 100, seed = 0 }", 'data = { file = "missing.csv" }'), "data.file",
      "no such file"),
     (("tosses = 10", "tosses = 0"), "model", "tosses"),
+    (("data = { n = 100, seed = 0 }", "data = { n = 100, seed = 0, missing = 1.5 }"),
+     "data.missing", "expected a fraction of entries in [0, 1), got 1.5"),
+    (("data = { n = 100, seed = 0 }", 'data = { n = 100, missing = { fraction = 0.2, '
+      'mechanism = "mnar" } }'), "data.missing.mechanism", "expected one of ['mcar', 'mar']"),
+    (("data = { n = 100, seed = 0 }", "data = { n = 100, seed = 0, missing = 0.2 }"),
+     "data.missing", "the model's observations have one coordinate"),
 ])
 def test_bad_config(edit, key, words, emvi, write_config, coins_config, tmp_path):
     old, new = edit
@@ -162,7 +168,11 @@ def _npy(path, array, **kwargs):
 
 @pytest.mark.parametrize("file, content, dim, columns, words", [
     ("bad.csv", "height\n170\nabc\n165\n", 1, "", "line 3, column 'height': expected a number"),
-    ("nan.csv", "height\n170\nnan\n165\n", 1, "", "data: expected finite values"),
+    ("nan.csv", "height\n170\nnan\n165\n", 1, "", "data: every entry is missing (NaN) in row 1"),
+    ("na.csv", "height\n170\nNA\n\n165\n", 1, "", "data: every entry is missing (NaN) in row 1"),
+    ("inf.csv", "a,b\n1,2\ninf,4\n3,\n", 2, "", "data: expected finite values (or NaN for a "
+     "missing entry), found inf at index (1, 0)"),
+    ("hollow.csv", "a,b\n1,\n2,NA\n3,n/a\n", 2, "", "data: every entry of column 1 is missing"),
     ("wide.csv", "a,b\n1,2\n3,4\n", 1, "", "data: expected shape (n, 1)"),
     ("cols.csv", "a,b\n1,2\n3,4\n", 1, ', columns = ["c"]', "no column 'c'"),
     ("empty.csv", "height\n", 1, "", "header row and data"),
@@ -212,6 +222,23 @@ def test_data_file_runs(emvi, write_config, tmp_path):
     code, out, err = emvi("run", config, "--quiet", "--out", tmp_path / "runs")
     assert code == 0, err
     assert "report:" in out
+
+
+def test_missing_cells_in_a_data_file(emvi, write_config, tmp_path):
+    """Empty cells and NA are missing entries: a Gaussian mixture fits around them; a model
+    that cannot take missing values says which rows, in one line."""
+    lines = ["height,weight"] + [f"{160 + (i % 7) * 3 + (20 if i % 2 else 0)},"
+                                 f"{'' if i % 5 == 0 else 'NA' if i % 7 == 0 else 60 + i}"
+                                 for i in range(80)]
+    (tmp_path / "people.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = write_config(FILE_CONFIG.format(file="people.csv", dim=2, columns=""))
+    code, out, err = emvi("run", config, "--quiet", "--out", tmp_path / "runs")
+    assert code == 0, err
+    coins = write_config('model = { name = "two_coins", k = 2, tosses = 10 }\n'
+                         'data = { file = "heads.csv", columns = ["heads"] }\n', "coins.toml")
+    (tmp_path / "heads.csv").write_text("heads,day\n3,1\n,2\n7,3\nNA,4\n", encoding="utf-8")
+    line = one_line_error(*emvi("run", coins, "--out", tmp_path / "runs")[::2])
+    assert "data: missing values (NaN) in rows 1, 3; this model cannot take missing" in line
 
 
 def test_non_positive_definite_init_in_config(emvi, write_config, tmp_path):
