@@ -71,6 +71,11 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "generator": Field(dict, None, sweep=False),
         "file": Field(str, None, sweep=False),
         "columns": Field(list, None, sweep=False),
+        # sequence models (HMMs): simulated lengths, or how a file's rows form sequences
+        "lengths": Field((list, str), None, sweep=False),
+        "sequences": Field(int, None, low=1, high=10**7),
+        "length": Field(int, None, low=1, high=10**9),
+        "sequence": Field(str, None, sweep=False),
     },
     # [init], [em] and [vi] are the Python API's options (one table: inference.options),
     # plus what only a config says: fitting a path at all, starting from given values
@@ -183,6 +188,8 @@ def _suggest(key: str, known) -> str:
 def _type_name(kind) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
              list: "a list", dict: "a table"}
+    if isinstance(kind, tuple):
+        return " or ".join(_type_name(k) for k in kind)
     return names.get(kind, getattr(kind, "__name__", str(kind)))
 
 
@@ -347,10 +354,67 @@ def _check_data_source(exp: Experiment, source, base: Path) -> None:
         if exp.truth is None:
             raise ConfigError(source, "truth", "missing: simulated data need true parameters "
                               "(or give data.file)")
-        if data["n"] is None:
+        if data["n"] is None and data["lengths"] is None and data["sequences"] is None:
             raise ConfigError(source, "data.n", "missing: how many observations to simulate")
+    _check_sequence_keys(data, source)
     if exp.init["method"] == "params" and exp.init["params"] is None:
         raise ConfigError(source, "init.params", "missing: init.method = 'params' needs values")
+
+
+def _check_sequence_keys(data: dict, source) -> None:
+    """The sequence keys that go together (which model takes them: :func:`check_cell`)."""
+    if (data["sequences"] is None) != (data["length"] is None):
+        raise ConfigError(source, "data.sequences" if data["length"] is not None else
+                          "data.length", "give data.sequences and data.length together")
+    lengths = data["lengths"]
+    if data["file"] is None:
+        if data["sequence"] is not None or isinstance(lengths, str):
+            raise ConfigError(source, "data.sequence" if data["sequence"] is not None else
+                              "data.lengths", "a file of lengths or a sequence column needs "
+                              "data.file")
+        if lengths is not None and data["sequences"] is not None:
+            raise ConfigError(source, "data.lengths", "give data.lengths or data.sequences "
+                              "and data.length, not both")
+    elif data["sequences"] is not None or data["n"] is not None:
+        key = "data.sequences" if data["sequences"] is not None else "data.n"
+        raise ConfigError(source, key, "sizes of simulated data do not apply to data.file")
+    elif data["sequence"] is not None and (lengths is not None
+                                           or not data["file"].endswith(".csv")):
+        raise ConfigError(source, "data.sequence", "a sequence column applies to a .csv file "
+                          "without data.lengths")
+    if isinstance(lengths, list) and (not lengths or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in lengths)):
+        raise ConfigError(source, "data.lengths", f"expected whole numbers >= 1, got "
+                          f"{lengths!r:.60}")
+
+
+def takes_sequences(model) -> bool:
+    """Whether a model's data are sequences (it counts its units itself, as an HMM)."""
+    from ..models.base import LatentModel
+
+    return type(model).n_units is not LatentModel.n_units
+
+
+def sequence_keys(data: dict) -> list[str]:
+    """The sequence keys a data section sets (only sequence models take them)."""
+    return [f"data.{k}" for k in ("lengths", "sequences", "length", "sequence")
+            if data[k] is not None]
+
+
+def simulated_lengths(data: dict) -> list[int] | None:
+    """Lengths of simulated sequences: ``data.lengths``, or ``data.sequences`` times
+    ``data.length`` (``None``: rows, or one sequence of ``data.n``)."""
+    if isinstance(data["lengths"], list):
+        return list(data["lengths"])
+    if data["sequences"] is not None:
+        return [data["length"]] * data["sequences"]
+    return None
+
+
+def simulated_size(data: dict) -> int:
+    """Observations (steps) that simulating ``data`` gives."""
+    lengths = simulated_lengths(data)
+    return data["n"] if lengths is None else sum(lengths)
 
 
 def check_cell(cell: Experiment, source) -> None:
@@ -359,15 +423,18 @@ def check_cell(cell: Experiment, source) -> None:
 
     check_spec(cell.data["missing"], source)
     model = build_model(cell.model, source)
+    keys = sequence_keys(cell.data)
+    if keys and not takes_sequences(model):
+        raise ConfigError(source, keys[0], f"{cell.model['name']} takes rows, not sequences")
     if cell.truth is not None:
         generator = generator_model(cell, source)
         try:
             generator.check_params(cell.truth, "truth")
         except (InputError, InputTypeError) as exc:
             raise ConfigError(source, "", str(exc)) from None
-        if cell.data["file"] is None and cell.data["n"] < model.k:
+        if cell.data["file"] is None and simulated_size(cell.data) < model.k:
             raise ConfigError(source, "data.n", f"expected at least k={model.k} observations, "
-                              f"got {cell.data['n']}")
+                              f"got {simulated_size(cell.data)}")
     if cell.init["params"] is not None:
         try:
             model.check_params(cell.init["params"], "init.params")
@@ -540,6 +607,7 @@ def shrink(cfg: Config) -> Config:
         cap = max(SMOKE["n"], 10 * k)
         if exp.data["n"] is not None:
             exp.data["n"] = min(exp.data["n"], cap)
+        _shrink_sequences(exp, cap)
         exp.axes = [(key, sorted({min(v, cap) for v in values}) if key == "data.n" else values)
                     for key, values in exp.axes]
         exp.max_rows = cap
@@ -548,3 +616,17 @@ def shrink(cfg: Config) -> Config:
         exp.init["restarts"] = min(exp.init["restarts"], SMOKE["restarts"])
         exp.uncertainty["bootstrap"] = min(exp.uncertainty["bootstrap"], SMOKE["bootstrap"])
     return cfg
+
+
+def _shrink_sequences(exp: Experiment, cap: int) -> None:
+    """Smoke mode for simulated sequences: at most 4 of them, ``cap`` steps in all."""
+    data = exp.data
+    if isinstance(data["lengths"], list):
+        kept = data["lengths"][:4]
+        data["lengths"] = [min(v, max(1, cap // len(kept))) for v in kept]
+    if data["sequences"] is not None:
+        data["sequences"] = min(data["sequences"], 4)
+        data["length"] = min(data["length"], max(1, cap // data["sequences"]))
+    exp.axes = [(key, sorted({min(v, 4) for v in values}) if key == "data.sequences" else
+                 sorted({min(v, max(1, cap // 4)) for v in values}) if key == "data.length"
+                 else values) for key, values in exp.axes]

@@ -8,6 +8,7 @@ with ``allow_pickle=False``. An empty CSV cell, ``NA`` or ``N/A`` is a missing e
 from __future__ import annotations
 
 import csv
+import math
 import re
 from pathlib import Path
 
@@ -127,3 +128,102 @@ def parse_number(text: str) -> float:
     if not NUMBER.fullmatch(text):
         raise ValueError(text)
     return float(text)
+
+
+def read_sequences(data: dict, source, max_rows: int | None = None) -> list[np.ndarray]:
+    """A file's rows as sequences, ``[(T_i, c)]``: cut by ``data.lengths`` (a list, or a
+    ``.npy``/``.csv``/``.txt`` file of whole numbers), grouped by the CSV column
+    ``data.sequence`` (rows of one id, in file order), or all rows as one sequence."""
+    path, sequence, lengths = Path(data["file"]), data["sequence"], data["lengths"]
+    if sequence is None:
+        table = read_table(data["file"], data["columns"], source, max_rows)
+        if lengths is None:
+            return [table]
+        lengths = _read_lengths(lengths, path.parent, source)
+        if max_rows is not None:  # smoke mode: the sequences that the first rows hold
+            lengths = _truncate(lengths, len(table))
+        if sum(lengths) != len(table):
+            raise ConfigError(source, "data.lengths", f"the lengths add up to {sum(lengths)} "
+                              f"steps, but {path.name} has {len(table)} rows")
+        return np.split(table, np.cumsum(lengths)[:-1])
+    header = _header(path, source)
+    if sequence not in header:
+        raise ConfigError(source, "data.sequence", f"no column {sequence!r} in {path.name}; "
+                          f"columns: {header}")
+    columns = data["columns"]
+    if columns is None:
+        columns = [h for h in header if h != sequence]
+    elif sequence in columns or header.index(sequence) in columns:
+        raise ConfigError(source, "data.columns", f"the sequence column {sequence!r} is not "
+                          "an observation")
+    table = read_table(data["file"], columns, source, max_rows)
+    ids = _column(path, header.index(sequence), len(table))
+    order: dict[str, list[int]] = {}
+    for row, key in enumerate(ids):
+        order.setdefault(key.strip(), []).append(row)
+    return [table[rows] for rows in order.values()]
+
+
+def _header(path: Path, source) -> list[str]:
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            first = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, "data.file", f"cannot read {path.name}: {exc}") from None
+    return [h.strip() for h in first]
+
+
+def _column(path: Path, index: int, rows: int) -> list[str]:
+    """The first ``rows`` non-empty rows' cells of column ``index`` (as :func:`read_table`
+    reads them)."""
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        body = [r for r in list(csv.reader(handle))[1:] if any(cell.strip() for cell in r)]
+    return [r[index] if index < len(r) else "" for r in body[:rows]]
+
+
+def _read_lengths(lengths, folder: Path, source) -> list[int]:
+    if isinstance(lengths, list):
+        return lengths
+    path = Path(lengths)
+    path = path if path.is_absolute() else folder / path
+    if not path.is_file():
+        raise ConfigError(source, "data.lengths", f"no such file: {path}")
+    if path.suffix == ".npy":
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise ConfigError(source, "data.lengths", f"cannot read {path.name}: {exc}") from None
+    else:
+        try:
+            text = path.read_text(encoding="utf-8").replace(",", " ").split()
+            values = np.array([float(v) if NUMBER.fullmatch(v) else math.nan for v in text])
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(source, "data.lengths", f"cannot read {path.name}: {exc}") from None
+    values = np.asarray(values).reshape(-1)
+    if (values.size == 0 or values.dtype.kind not in "biuf" or not np.all(np.isfinite(values))
+            or np.any(values < 1) or np.any(values != np.round(values))):
+        raise ConfigError(source, "data.lengths", f"expected whole numbers >= 1 in {path.name}")
+    return [int(v) for v in values]
+
+
+def _truncate(lengths: list[int], rows: int) -> list[int]:
+    out, total = [], 0
+    for v in lengths:
+        if total >= rows:
+            break
+        out.append(min(v, rows - total))
+        total += out[-1]
+    return out
+
+
+def as_sequences(model, parts: list[np.ndarray], source):
+    """Sequences for the model, a one-column table giving scalar steps."""
+    if all(p.ndim == 2 and p.shape[1] == 1 for p in parts):
+        try:
+            return model.check_data([p[:, 0] for p in parts])
+        except (InputError, InputTypeError):
+            pass
+    try:
+        return model.check_data(parts)
+    except (InputError, InputTypeError) as exc:
+        raise ConfigError(source, "data.file", str(exc)) from None

@@ -83,6 +83,9 @@ def remove(data: torch.Tensor, spec: dict | None, seed: int, source,
     """``data: (n, d)`` with entries removed (NaN) as ``spec`` says, seeded by ``seed``."""
     if spec is None:
         return data
+    if not isinstance(data, torch.Tensor):
+        raise ConfigError(source, key, "entries are removed from a mixture's rows, not from "
+                          "sequences")
     if data.dim() != 2 or data.shape[1] < 2:
         raise ConfigError(source, key, "the model's observations have one coordinate: an "
                           "entry cannot go missing without its whole row")

@@ -53,6 +53,7 @@ class CellView:
         self.model = build(result["model"]["name"], **options)
         self.data = torch.as_tensor(arrays["data"])
         self.assignments = arrays.get("assignments")
+        self.lengths = arrays.get("lengths")  # sequence models: the data are their steps
         truth = result.get("truth")
         self.truth = (Params({k: torch.tensor(v, dtype=torch.float64) for k, v in truth.items()})
                       if truth is not None and result.get("truth_k") == self.model.k else None)

@@ -15,6 +15,7 @@ import numpy as np
 from ..models import registry
 from . import store, uncertainty_report
 from .config import ConfigError
+from .hmm_plots import hmm_figures, is_sequence_model
 from .missing_plots import missing_report
 from .plots import CellView, cell_figures, save, sweep_figure
 from .schema import check_metrics
@@ -131,6 +132,11 @@ def sweep_table(exp: dict) -> list[str]:
     return _table(header, rows)
 
 
+def _cell_figures(view: CellView, name: str, plots: dict):
+    """The figures that suit the cell's model (sequence models: :mod:`.hmm_plots`)."""
+    return (hmm_figures if is_sequence_model(view.model) else cell_figures)(view, name, plots)
+
+
 def _view(run_dir: Path, name: str, cell: dict) -> CellView:
     header, rows = store.read_csv(store.cell_path(run_dir, name, cell["cell"]) / "history.csv")
     return CellView(cell, store.load_arrays(run_dir, name, cell["cell"]), header, rows)
@@ -200,13 +206,13 @@ def render(run_dir: Path, metrics: dict, trust_model_code: bool = False,
                 figures.append((f"{name}_sweep", fig))
             # the convergence figures of the last (largest) cell
             if drawable:
-                figures += [(s, f) for s, f in cell_figures(_view(run_dir, name, cells[-1]),
+                figures += [(s, f) for s, f in _cell_figures(_view(run_dir, name, cells[-1]),
                                                              name, exp["plots"])
                             if s.endswith("objective")]
         else:
             lines += cell_tables(first) + [""]
             if exp["plots"]["enabled"] and drawable:
-                figures += cell_figures(_view(run_dir, name, first), name, exp["plots"])
+                figures += _cell_figures(_view(run_dir, name, first), name, exp["plots"])
         lines += uncertainty_report.section(exp)
         missing_lines, missing_figures = missing_report(name, exp)  # data.missing: shortcuts
         lines += missing_lines

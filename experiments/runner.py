@@ -20,8 +20,17 @@ from ..models import registry
 from ..models.validation import InputError, InputTypeError
 from . import memory, store, uncertainty_report
 from . import missing as missing_entries
-from .config import Config, ConfigError, Experiment, build_model, generator_model
-from .data import as_model_data, data_columns, read_table
+from .config import (
+    Config,
+    ConfigError,
+    Experiment,
+    build_model,
+    generator_model,
+    simulated_lengths,
+    simulated_size,
+    takes_sequences,
+)
+from .data import as_model_data, as_sequences, data_columns, read_sequences, read_table
 
 #: parameter columns are written to history.csv up to this many scalars
 MAX_TRACE_SCALARS = 400
@@ -117,17 +126,19 @@ def check_plan_memory(config: Config) -> None:
             except (InputError, InputTypeError):  # the cell itself reports it, when run
                 event_numel = 1
             key = "data.n" if len(config.experiments) == 1 else f"experiments.{exp.name}.data.n"
-            check_memory(cell, build_model(cell.model, config.source), cell.data["n"],
-                         event_numel, config.source, key)
+            check_memory(cell, build_model(cell.model, config.source),
+                         simulated_size(cell.data), event_numel, config.source, key)
 
 
 def make_data(cell: Experiment, model, source):
     """``(data, true assignments or None, truth or None, generator k)`` for one cell."""
     if cell.data["file"] is not None:
-        table = read_table(cell.data["file"], cell.data["columns"], source, cell.max_rows)
-        data = as_model_data(model, table, source)
-        check_memory(cell, model, int(data.shape[0]), max(1, data[0].numel()), source,
-                     "data.file")
+        if takes_sequences(model):
+            data = as_sequences(model, read_sequences(cell.data, source, cell.max_rows), source)
+        else:
+            table = read_table(cell.data["file"], cell.data["columns"], source, cell.max_rows)
+            data = as_model_data(model, table, source)
+        check_memory(cell, model, *data_size(model, data), source, "data.file")
         truth = None
         if cell.truth is not None:
             truth = model.check_params(cell.truth, "truth")
@@ -135,9 +146,17 @@ def make_data(cell: Experiment, model, source):
     generator = generator_model(cell, source)
     truth = generator.check_params(cell.truth, "truth")
     assignments = "balanced" if cell.data["assignments"] == "balanced" else None
+    lengths = simulated_lengths(cell.data)
     sim = generator.simulate(truth, n=cell.data["n"], seed=cell.data["seed"],
-                             assignments=assignments)
+                             assignments=assignments,
+                             **({} if lengths is None else {"lengths": lengths}))
     return sim.data, sim.assignments, truth, generator.k
+
+
+def data_size(model, data) -> tuple[int, int]:
+    """``(observations, values per observation)`` of rows or of sequences."""
+    shape = data.event_shape if hasattr(data, "event_shape") else tuple(data.shape[1:])
+    return model.n_observations(data), max(1, math.prod(shape))
 
 
 def make_init(cell: Experiment, model, data):
@@ -155,8 +174,9 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
     data, assignments, truth, true_k = make_data(cell, model, source)
     complete, data = data, missing_entries.remove(
         data, missing_entries.check_spec(cell.data["missing"], source), cell.data["seed"], source)
-    if data.shape[0] < model.k:
-        raise ConfigError(source, "data", f"{data.shape[0]} observations for k={model.k}")
+    n = model.n_observations(data)
+    if n < model.k:
+        raise ConfigError(source, "data", f"{n} observations for k={model.k}")
     try:
         model.check_fit_data(data)  # e.g. a column with every entry missing
     except (InputError, InputTypeError) as exc:
@@ -205,7 +225,7 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
         "fixed": [name for name, spec in model.specs.items() if spec.fixed],
         "truth": truth.to_lists() if truth is not None else None,
         "truth_k": true_k,
-        "data": {"source": cell.data["file"] or "simulated", "n": int(data.shape[0]),
+        "data": {"source": cell.data["file"] or "simulated", "n": n,
                  "seed": cell.data["seed"] if cell.data["file"] is None else None,
                  "columns": data_columns(cell.data["file"], cell.data["columns"])},
         "init": {"method": cell.init["method"], "seed": cell.init["seed"],
@@ -221,7 +241,7 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
     if data is not complete:  # exact EM beside the shortcuts, against the removed values
         result["missing"] = missing_entries.evaluate(cell, model, complete, data, fits, truth,
                                                      comparable)
-    arrays = {"data": data.numpy()}
+    arrays = data.numpy_arrays() if hasattr(data, "numpy_arrays") else {"data": data.numpy()}
     if assignments is not None:
         arrays["assignments"] = assignments.numpy()
     for label, fit in fits.items():

@@ -36,9 +36,7 @@ def alignment(model, reference: Params, other: Params) -> np.ndarray:
 
 def permute(model, params: Params, perm) -> Params:
     """Reorder the component axis of every per-component parameter."""
-    index = torch.as_tensor(np.asarray(perm), dtype=torch.long)
-    return Params({n: v.index_select(model.specs[n].component_axis % v.dim(), index)
-                   if model.specs[n].per_component else v for n, v in params.items()})
+    return model.permute(params, torch.as_tensor(np.asarray(perm), dtype=torch.long))
 
 
 def parameter_errors(model, reference: Params, other: Params) -> dict[str, float]:

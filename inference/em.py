@@ -39,6 +39,15 @@ def add_stats(a: dict | None, b: dict) -> dict:
     return dict(b) if a is None else {key: a[key] + b[key] for key in b}
 
 
+def _tensors(value) -> list[torch.Tensor]:
+    """The tensors in a prepared chunk (a tensor, or tuples of them, nested: an HMM's)."""
+    if torch.is_tensor(value):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for item in value for t in _tensors(item)]
+    return []
+
+
 class Chunks:
     """The data split into chunks, with each chunk's prepared form cached when it fits."""
 
@@ -52,7 +61,7 @@ class Chunks:
             chunk_size, cache_bytes = n, float("inf")
         probe_data = model.split(data, 16)[0]
         probe = model.prepare(probe_data, shift)
-        parts = [probe] if torch.is_tensor(probe) else [t for t in probe if torch.is_tensor(t)]
+        parts = _tensors(probe)
         unit_bytes = sum(t.numel() * t.element_size() for t in parts) / model.n_units(probe_data)
         # no chunk_size: prepare once and keep it if it fits (fastest); with a chunk_size,
         # prepare each chunk anew every iteration, so memory stays at one chunk's worth

@@ -12,7 +12,6 @@ import torch
 from pyro import poutine
 from pyro.infer import TraceEnum_ELBO, infer_discrete
 
-from ..models.base import ASSIGNMENT
 from ..models.params import Params
 from .vi import pyro_objective
 
@@ -39,8 +38,9 @@ def pyro_posterior(model, data, params) -> torch.Tensor:
     params, (pyro_model, guide) = _pair(model, params)
     with pyro.get_param_store().scope():
         elbo = TraceEnum_ELBO(max_plate_nesting=model.plate_nesting(params))
-        marginal = elbo.compute_marginals(pyro_model, guide, data)[ASSIGNMENT]
-        return torch.softmax(marginal.logits.detach(), -1)
+        marginals = elbo.compute_marginals(pyro_model, guide, data)
+        logits = {name: m.logits.detach() for name, m in marginals.items()}
+        return torch.softmax(model.pyro_assignments(logits, data), -1)
 
 
 def pyro_map_assignments(model, data, params) -> torch.Tensor:
@@ -51,7 +51,9 @@ def pyro_map_assignments(model, data, params) -> torch.Tensor:
         first = -1 - model.plate_nesting(params)
         decoder = infer_discrete(pyro_model, first_available_dim=first, temperature=0)
         trace = poutine.trace(decoder).get_trace(data)
-        return trace.nodes[ASSIGNMENT]["value"].detach()
+        values = {name: site["value"].detach() for name, site in trace.nodes.items()
+                  if site["type"] == "sample"}
+        return model.pyro_assignments(values, data)
 
 
 def pyro_gradient(model, data, params) -> dict[str, torch.Tensor]:

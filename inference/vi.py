@@ -159,10 +159,22 @@ def restart_log_likelihoods(model, data, params: Params) -> torch.Tensor:
     trace.compute_log_prob()
     sites = [site for site in trace.nodes.values() if site["type"] == "sample"]
     enumerated = {site["infer"].get("_enumerate_dim") for site in sites} - {None}
-    if len(enumerated) != 1:
-        raise NotImplementedError("a restart plate needs exactly one enumerated site")
+    if len(enumerated) != 1:  # a chain of enumerated states (an HMM): each restart alone
+        return torch.stack([_one_restart(model, data, params.select(r, model.specs))
+                            for r in range(params.batch_shape(model.specs)[0])])
     total = sum(site["log_prob"] for site in sites)
     return total.logsumexp(enumerated.pop()).sum(-1).reshape(-1)
+
+
+def _one_restart(model, data, params: Params) -> torch.Tensor:
+    """``-TraceEnum_ELBO`` of the program at one parameter set (no guide sites)."""
+    def guide(*args, **kwargs):
+        pass
+
+    elbo = TraceEnum_ELBO(max_plate_nesting=model.plate_nesting(params))
+    program = config_enumerate(model.program, "parallel")
+    value = -elbo.loss(lambda d: program(params, d), guide, data)
+    return torch.as_tensor(value, dtype=next(iter(params.values())).dtype)
 
 
 def make_optimizer(options: VIOptions, leaves):

@@ -14,6 +14,8 @@ from .families import (
 from .families.gaussian import COVARIANCE_TYPES
 from .gaussian_mixture import GaussianMixture
 from .grouped import GroupedGaussianMixture, GroupedMixture
+from .hmm import HMM
+from .hmms import BernoulliHMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from .kmeans import KMeans
 from .mixture import Mixture
 from .mixtures import (
@@ -26,6 +28,7 @@ from .mixtures import (
 from .params import DTYPE, Params, ParamSpec
 from .pyro_model import PyroModel
 from .registry import REGISTRY, build, model_class, register
+from .sequences import Sequences
 from .two_coins import TwoCoins
 from .validation import InputError, InputTypeError
 
@@ -36,5 +39,6 @@ __all__ = [
     "REGISTRY", "build", "model_class", "register", "TwoCoins", "Bernoulli", "Categorical",
     "Exponential", "LinearRegression", "Poisson", "BernoulliMixture", "CategoricalMixture",
     "ExponentialMixture", "PoissonMixture", "RegressionMixture", "PyroModel", "InputError",
-    "InputTypeError", "GroupedMixture", "GroupedGaussianMixture",
+    "InputTypeError", "GroupedMixture", "GroupedGaussianMixture", "HMM", "GaussianHMM",
+    "CategoricalHMM", "PoissonHMM", "BernoulliHMM", "Sequences",
 ]

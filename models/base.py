@@ -249,6 +249,21 @@ class LatentModel(ABC):
         """Accept convenient aliases in user-given parameters (e.g. ``covariances``)."""
         return values
 
+    def permute(self, params: Params, index: torch.Tensor) -> Params:
+        """Components relabelled: new component ``j`` is old component ``index[j]`` (the
+        leading axis of every per-component parameter; an HMM also permutes its
+        transition matrix)."""
+        return Params({name: value.index_select(self.specs[name].component_axis % value.dim(),
+                                                index)
+                       if self.specs[name].per_component else value
+                       for name, value in params.items()})
+
+    def pyro_assignments(self, values: dict, data) -> torch.Tensor:
+        """The assignments among Pyro's sample sites, in the layout of responsibilities:
+        ``values`` maps site names to values (``infer_discrete``: gives ``(*batch, n)``)
+        or to marginal logits (``compute_marginals``: gives ``(*batch, n, k)``)."""
+        return values[ASSIGNMENT]
+
     def describe(self) -> str:
         """A short description for reports, e.g. ``mixture(k=3, gaussian(dim=2, ...))``."""
         return f"{self.name}(k={self.k})"

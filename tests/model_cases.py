@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import torch
 from emvi.models import (
+    HMM,
+    BernoulliHMM,
     BernoulliMixture,
+    CategoricalHMM,
     CategoricalMixture,
+    Exponential,
     ExponentialMixture,
+    GaussianHMM,
     GaussianMixture,
     GroupedGaussianMixture,
     KMeans,
+    PoissonHMM,
     PoissonMixture,
     RegressionMixture,
     TwoCoins,
@@ -140,16 +146,74 @@ CASES["bernoulli_missing"] = lambda: (
                                       [0.1, 0.2, 0.1, 0.2, 0.9, 0.8, 0.9, 0.8]]},
 )
 
+#: hidden Markov models: the same invariants on sequences (tests/inference/test_hmm_invariants.py)
+STICKY = [[0.9, 0.1], [0.15, 0.85]]
+HMM_CASES = {
+    "hmm_gaussian_diag": lambda: (
+        GaussianHMM(k=2, dim=2, covariance="diag"),
+        {"initial": [0.6, 0.4], "transition": STICKY, "locs": [[-2.0, 0.0], [2.0, 1.0]],
+         "scales": [[1.0, 0.5], [0.7, 1.2]]},
+    ),
+    "hmm_gaussian_full": lambda: (
+        GaussianHMM(k=2, dim=2, covariance="full"),
+        {"initial": [0.5, 0.5], "transition": STICKY, "locs": [[-2.0, 0.0], [2.0, 1.0]],
+         "covariances": [[[1.0, 0.5], [0.5, 1.0]], [[0.8, -0.3], [-0.3, 0.6]]]},
+    ),
+    "hmm_gaussian_spherical": lambda: (
+        GaussianHMM(k=3, dim=1, covariance="spherical"),
+        {"initial": [0.5, 0.3, 0.2],
+         "transition": [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]],
+         "locs": [[-3.0], [0.0], [4.0]], "scales": [1.0, 0.5, 1.5]},
+    ),
+    "hmm_gaussian_tied": lambda: (
+        GaussianHMM(k=2, dim=2, covariance="tied"),
+        {"initial": [0.3, 0.7], "transition": STICKY, "locs": [[-2.0, 0.0], [2.0, 1.5]],
+         "covariances": [[1.0, 0.3], [0.3, 0.8]]},
+    ),
+    "hmm_casino": lambda: (  # Durbin et al.: a fair and a loaded die
+        CategoricalHMM(k=2, categories=6),
+        {"initial": [0.5, 0.5], "transition": [[0.95, 0.05], [0.1, 0.9]],
+         "probs": [[[1 / 6] * 6], [[0.1] * 5 + [0.5]]]},
+    ),
+    "hmm_poisson": lambda: (
+        PoissonHMM(k=3),
+        {"initial": [0.4, 0.3, 0.3],
+         "transition": [[0.85, 0.1, 0.05], [0.1, 0.8, 0.1], [0.05, 0.15, 0.8]],
+         "rates": [1.0, 6.0, 15.0]},
+    ),
+    "hmm_bernoulli": lambda: (
+        BernoulliHMM(k=2, dim=4),
+        {"initial": [0.5, 0.5], "transition": STICKY,
+         "probs": [[0.9, 0.8, 0.2, 0.1], [0.1, 0.3, 0.7, 0.9]]},
+    ),
+    "hmm_exponential": lambda: (  # a family no registered HMM uses, as a user's would be
+        HMM(Exponential(), 2),
+        {"initial": [0.5, 0.5], "transition": STICKY, "rates": [4.0, 0.5]},
+    ),
+    # a known transition matrix: the M-step fits the emissions given it
+    "hmm_fixed_transition": lambda: (
+        GaussianHMM(k=2, dim=1, fixed={"transition": STICKY}),
+        {"initial": [0.6, 0.4], "locs": [[-1.5], [1.5]], "scales": [[1.0], [0.8]]},
+    ),
+    "hmm_fixed_locs": lambda: (
+        GaussianHMM(k=2, dim=2, covariance="full", fixed={"locs": [[-2.0, 0.0], [2.0, 1.0]]}),
+        {"initial": [0.5, 0.5], "transition": STICKY,
+         "covariances": [[[1.0, 0.5], [0.5, 1.0]], [[0.8, -0.3], [-0.3, 0.6]]]},
+    ),
+}
+
 #: which case stands for each registered model name
 REGISTERED = {"kmeans": "kmeans", "two_coins": "two_coins", "gaussian_mixture": "gmm_full",
               "bernoulli_mixture": "bernoulli", "categorical_mixture": "categorical",
               "poisson_mixture": "poisson", "exponential_mixture": "exponential",
-              "regression_mixture": "regression", "grouped_gaussian_mixture": "grouped"}
+              "regression_mixture": "regression", "grouped_gaussian_mixture": "grouped",
+              "gaussian_hmm": "hmm_gaussian_diag", "categorical_hmm": "hmm_casino",
+              "poisson_hmm": "hmm_poisson", "bernoulli_hmm": "hmm_bernoulli"}
 
 
 def make(name: str):
-    """``(model, truth)`` for a case."""
-    model, truth = CASES[name]()
+    """``(model, truth)`` for a case (of either table)."""
+    model, truth = {**CASES, **HMM_CASES}[name]()
     return model, model.params(**truth)
 
 
