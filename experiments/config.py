@@ -86,6 +86,7 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "enabled": Field(bool, True),
         "iterations": Field(list, [0, 5, 20], sweep=False),
         "panels": Field(int, 4, low=1, high=50),
+        "yscale": Field(str, "linear", choices=("linear", "log"), sweep=False),
     },
 }
 EXPERIMENT_KEYS = ("description", "model", "truth") + tuple(SECTIONS)
