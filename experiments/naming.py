@@ -15,7 +15,7 @@ AXIS_LABELS = {
     "vi.steps": "VI steps",
 }
 #: registered model names as words
-MODEL_WORDS = {"kmeans": "K-means", "two_coins": "Two coins (binomial mixture)"}
+MODEL_WORDS = {"kmeans": "K-means", "two_coins": "Two-coin binomial mixture"}
 
 
 def axis_label(key: str) -> str:

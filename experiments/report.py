@@ -73,9 +73,16 @@ def shared_start_text(cell: dict) -> str | None:
     other = "vi" if chooser == "em" else "em"
     if record.get(other):
         own = record[other]["best"]
-        value = record[other]["log_likelihoods"][own]
-        text += (f" {LABEL[other]}'s best of its own restarts was start {own} at "
-                 f"{value:.6g}" + (" (the same start)." if own == shared else "."))
+        lls = record[other]["log_likelihoods"]
+        rtol = cell["comparison"]["rtol"]
+        if own == shared:
+            text += f" {LABEL[other]}'s best of its own restarts is the same start."
+        elif lls[own] - lls[shared] <= rtol * abs(lls[shared]):
+            text += (f" {LABEL[other]}'s own best restart, start {own} ({lls[own]:.8g}), "
+                     f"ties with start {shared} ({lls[shared]:.8g}) within rtol {rtol:g}.")
+        else:
+            text += (f" {LABEL[other]}'s own best restart was start {own} at {lls[own]:.8g}, "
+                     f"above its start {shared} ({lls[shared]:.8g}).")
     return text
 
 
@@ -299,11 +306,14 @@ def experiment_header(exp: dict) -> list[str]:
         where = f"from `{Path(data['source']).name}`" + (
             f", columns {', '.join(map(str, columns))}" if columns else "")
     init = first["init"]
+    if init["method"] == "params" and "init.method" not in swept:
+        start = "the given parameters"
+    else:
+        start = (f"{value('init.method', init['method'])} (seed {value('init.seed', init['seed'])}"
+                 f"), {value('init.restarts', init['restarts'])} restart(s)")
     lines = [f"Model: {title}.", "",
              f"Data: n = {value('data.n', data['n'])} observations ({where}).", "",
-             f"Start: {value('init.method', init['method'])} (seed "
-             f"{value('init.seed', init['seed'])}), {value('init.restarts', init['restarts'])} "
-             "restart(s); EM and VI are compared from one shared start"
+             f"Start: {start}; EM and VI are compared from one shared start"
              + (" (in every cell)." if swept else "."), ""]
     if swept:
         grid = " × ".join(f"{key} ∈ {values_text(values)}" for key, values in exp["axes"])
@@ -362,13 +372,15 @@ def render(run_dir: Path, metrics: dict, trust_model_code: bool = False,
             chosen = selection_table(exp)
             if chosen:
                 lines += ["### Model selection", "", *chosen, ""]
-                fig = selection_figure(name, exp, f"{name}: model selection", plots)
+                fig = (selection_figure(name, exp, f"{name}: model selection", plots)
+                       if plots["enabled"] else None)
                 lines += place([(f"{name}_selection", fig)] if fig is not None else [])
             lines += ["### Every cell", ""] + sweep_table(exp) + [""]
-            fig = sweep_figure(name, exp, f"{name}: EM vs VI across the sweep", plots)
+            fig = (sweep_figure(name, exp, f"{name}: EM vs VI across the sweep", plots)
+                   if plots["enabled"] else None)
             lines += place([(f"{name}_sweep", fig)] if fig is not None else [])
             shown = _figure_cell(exp)
-            if drawable:
+            if drawable and plots["enabled"]:
                 view = _view(run_dir, name, shown)
                 lines += [f"### The cell {shown['cell']}"
                           + (" (the chosen model)" if chosen else " (the last cell)"), ""]
