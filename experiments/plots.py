@@ -296,7 +296,7 @@ def _value_label(view: CellView) -> str:
     family = view.family
     if family is not None:
         return getattr(family, "value_label", "x")
-    return view.coordinate(0)
+    return str(view.columns[0]) if view.columns else "x"
 
 
 def _bins(view: CellView, x: np.ndarray):
@@ -706,10 +706,12 @@ def restarts_figure(view: CellView, title: str, plots: dict | None = None) -> Fi
         ax.scatter([shared], [vi_alone], marker="*", s=140, color=STYLE["vi"]["color"],
                    zorder=6, label=f"VI from start {shared} alone")
     ax.set_xticks(xs)
+    ax.margins(y=0.15)  # room for the "best" labels
     ax.set_xlabel("start (restart index)")
     ax.set_ylabel("final log-likelihood")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2,
+               fontsize=8, frameon=False)
     ax.set_title(title, fontsize=11)
     return fig
 

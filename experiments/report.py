@@ -147,7 +147,7 @@ def cell_tables(cell: dict) -> list[str]:
         ["converged"] + [str(fits[m]["converged"]) if fits[m]["converged"] else "**False**"
                          for m in labels],
         [f"iterations to {comp['rtol']:g} of best"] + [
-            str(comp["iterations_to_tolerance"][m]) for m in labels],
+            _fmt(comp["iterations_to_tolerance"][m]) for m in labels],
         [f"seconds to {comp['rtol']:g} of best"] + [
             _fmt(timing["seconds_to_tolerance"][m]) for m in labels],
         ["method / M-step"] + [f"{fits[m]['method']} / {fits[m]['m_step']}" for m in labels],

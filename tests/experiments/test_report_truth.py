@@ -344,3 +344,75 @@ def test_titles_name_models_in_words_and_program_models_by_class():
     assert model_title({"name": "gaussian_mixture", "k": 2}, swept={"k": [1, 2, 3, 4]}) == (
         "Gaussian mixture (k ∈ 1–4)")
     assert axis_label("model.k") == "number of components"
+
+
+def test_top_level_history_keeps_every_cells_parameters(flags_run):
+    from emvi.experiments import store
+
+    header, rows = store.read_csv(flags_run / "history.csv")
+    assert header[:7] == ["experiment", "cell", "method", "iteration", "seconds", "objective",
+                          "log_likelihood"]
+    for column in ("probs[0]", "probs[1]", "weights[0]", "locs[0,0]", "locs[1,0]", "scales[1]"):
+        assert column in header
+    where = {c: i for i, c in enumerate(header)}
+    coins = next(r for r in rows if r[0] == "hard")
+    gauss = next(r for r in rows if r[0] == "collapse")
+    assert coins[where["probs[0]"]] != "" and coins[where["locs[0,0]"]] == ""
+    assert gauss[where["locs[0,0]"]] == "0.0" and gauss[where["probs[0]"]] == ""
+
+
+def test_log_y_axis_where_every_value_is_positive(shared_run):
+    from emvi.experiments import plots, store
+
+    name, cell = _cell(shared_run)
+    header, rows = store.read_csv(store.cell_path(shared_run, name, cell["cell"])
+                                  / "history.csv")
+    view = plots.CellView(cell, store.load_arrays(shared_run, name, cell["cell"]), header, rows)
+    log = {"yscale": "log", "iterations": [0, 5]}
+    scales = {ax.get_title().split(" ")[0]: ax.get_yscale()
+              for ax in plots.trajectories_figure(view, "t", log).axes}
+    assert scales["weights"] == "log" and scales["scales"] == "log"
+    assert scales["locs[x₁]"] == "linear"  # negative means: the axis stays linear, and says so
+    assert all(ax.get_yscale() == "log" for ax in plots.densities_figure(view, "d", log).axes)
+    assert all(ax.get_yscale() == "linear"
+               for ax in plots.densities_figure(view, "d", {"iterations": [0]}).axes)
+    assert all(ax.get_ylabel() for ax in plots.densities_figure(view, "d").axes)
+
+
+PROGRAM = '''
+import pyro
+import pyro.distributions as dist
+from torch.distributions import constraints
+from emvi.models import ParamSpec, PyroModel
+from emvi.models.families import pick
+
+
+class ProgramPoisson(PyroModel):
+    def __init__(self, k=2):
+        super().__init__(k, {"weights": ParamSpec((k,), constraints.simplex),
+                             "rates": ParamSpec((k,), constraints.positive)})
+
+    def program(self, params, data=None, n=None):
+        n = data.shape[0] if data is not None else n
+        with pyro.plate("data", n):
+            z = pyro.sample("assignment", dist.Categorical(params["weights"]),
+                            infer={"enumerate": "parallel"})
+            pyro.sample("obs", dist.Poisson(pick(params["rates"], z)), obs=data)
+'''
+
+
+def test_a_program_only_model_is_named_by_its_class_and_gets_its_densities(emvi, tmp_path):
+    (tmp_path / "prog.py").write_text(PROGRAM, encoding="utf-8")
+    run = _run(emvi, tmp_path, """
+model = { name = "prog.py:ProgramPoisson", k = 2 }
+truth = { weights = [0.4, 0.6], rates = [2.0, 12.0] }
+data = { n = 80, seed = 0 }
+init = { method = "random_points", seed = 0 }
+em = { max_iter = 50 }
+vi = { steps = 15 }
+plots = { iterations = [0] }
+""", "prog")
+    report = (run / "report.md").read_text()
+    assert "Model: ProgramPoisson (k = 2)." in report
+    assert "pyro_model" not in report and "ProgramPoisson(k=" not in report
+    assert (run / "plots" / "prog_densities.png").is_file()
