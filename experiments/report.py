@@ -25,7 +25,7 @@ from .sweep_plots import selection_figure, sweep_figure
 
 LABEL = {"em": "EM", "vi": "VI"}
 #: the figures of one cell a sweep's report draws (of the chosen or the last cell)
-SWEEP_FIGURES = ("_fit", "_restarts", "_objective")
+SWEEP_FIGURES = ("_fit", "_restarts", "_densities", "_objective")
 
 
 def _fmt(value) -> str:
@@ -321,12 +321,16 @@ def experiment_header(exp: dict) -> list[str]:
     return lines
 
 
-def _figure_cell(exp: dict) -> dict:
-    """The sweep cell whose convergence is drawn: the chosen model, else the last cell."""
+def _figure_cell(exp: dict) -> tuple[dict, str]:
+    """The sweep cell whose figures are drawn, and why: the chosen model, else the first
+    cell with something to look at, else the last cell."""
     chosen = selection(exp)
     if chosen is not None and chosen["chosen"]["bic"] is not None:
-        return exp["cells"][chosen["chosen"]["bic"]]
-    return exp["cells"][-1]
+        return exp["cells"][chosen["chosen"]["bic"]], "the chosen model"
+    flagged = next((c for c in exp["cells"] if cell_flags(c)), None)
+    if flagged is not None:
+        return flagged, f"the first flagged cell: {status_text(cell_flags(flagged))}"
+    return exp["cells"][-1], "the last cell"
 
 
 def render(run_dir: Path, metrics: dict, trust_model_code: bool = False,
@@ -379,11 +383,10 @@ def render(run_dir: Path, metrics: dict, trust_model_code: bool = False,
             fig = (sweep_figure(name, exp, f"{name}: EM vs VI across the sweep", plots)
                    if plots["enabled"] else None)
             lines += place([(f"{name}_sweep", fig)] if fig is not None else [])
-            shown = _figure_cell(exp)
+            shown, why = _figure_cell(exp)
             if drawable and plots["enabled"]:
                 view = _view(run_dir, name, shown)
-                lines += [f"### The cell {shown['cell']}"
-                          + (" (the chosen model)" if chosen else " (the last cell)"), ""]
+                lines += [f"### The cell {shown['cell']} ({why})", ""]
                 start = shared_start_text(shown)
                 lines += [start, ""] if start else []
                 lines += place([(s, f) for s, f in cell_figures(view, name, plots,

@@ -75,8 +75,8 @@ def sweep_figure(name: str, exp: dict, title: str, plots: dict | None = None) ->
             c["comparison"]["truth_errors"][m].values()) if c["comparison"]["truth_errors"]
             else None, True))
     if axis != "model.k":
-        panels.append(("final log-likelihood", lambda c, m: c["fits"][m]["log_likelihood"],
-                       False))
+        panels.append(("final log-likelihood per observation",
+                       lambda c, m: c["fits"][m]["log_likelihood"] / c["data"]["n"], False))
     panels.append(("seconds", lambda c, m: c["timing"]["seconds"][m], True))
     panels.append(("iterations / steps", lambda c, m: c["fits"][m]["iterations"], False))
     groups = sorted({tuple(c["values"][w] for w in words) for c in cells}, key=str)
@@ -129,7 +129,8 @@ def sweep_figure(name: str, exp: dict, title: str, plots: dict | None = None) ->
     names += [h.get_label() for h in _flag_legend(kinds)]
     fig.legend(handles, names, loc="outside lower center", ncol=min(len(handles), 5),
                fontsize=8, frameon=False)
-    note = f" — dots: cells; band: min–max over {', '.join(spread)}" if spread else ""
+    note = (f" — dots: cells; band: min–max over {', '.join(map(axis_label, spread))}"
+            if spread else "")
     fig.suptitle(title + note)
     return fig
 

@@ -416,3 +416,15 @@ plots = { iterations = [0] }
     assert "Model: ProgramPoisson (k = 2)." in report
     assert "pyro_model" not in report and "ProgramPoisson(k=" not in report
     assert (run / "plots" / "prog_densities.png").is_file()
+
+
+def test_a_sweep_draws_its_first_flagged_cell_else_its_last():
+    from emvi.experiments.report import _figure_cell
+
+    cells = [{**_synthetic(), "cell": "n=1"}, {**_synthetic(gap=0.1), "cell": "n=2"},
+             {**_synthetic(), "cell": "n=3"}]
+    exp = {"axes": [["data.n", [1, 2, 3]]], "cells": cells}
+    shown, why = _figure_cell(exp)
+    assert shown["cell"] == "n=2" and why.startswith("the first flagged cell: gap")
+    exp["cells"] = [cells[0], cells[2]]
+    assert _figure_cell(exp) == (cells[2], "the last cell")
