@@ -672,13 +672,27 @@ def objective_figure(view: CellView, title: str, plots: dict | None = None) -> F
     return fig
 
 
+def _restart_spread(record: dict, rtol: float) -> tuple[float, float, bool]:
+    """``(best, relative spread, tied)`` of every restart's final log-likelihood, both
+    paths: ``tied`` when they all lie within ``rtol`` of the best (one optimum)."""
+    values = np.concatenate([np.asarray(record[m]["log_likelihoods"], dtype=float)
+                             for m in ("em", "vi") if record.get(m)])
+    best = float(values.max())
+    spread = float(best - values.min()) / max(abs(best), 1e-300)
+    return best, spread, spread <= rtol
+
+
 def restarts_figure(view: CellView, title: str, plots: dict | None = None) -> Figure | None:
     """The final log-likelihood of every restart, both paths; the shared start of the
-    comparison and each path's own best marked."""
+    comparison and each path's own best marked. When every restart ends within
+    ``compare.rtol`` of the best, the axis spans that tolerance (round-off is not drawn
+    as if it ranked the restarts) and the title says they reach one optimum."""
     record = view.result.get("restarts") or {}
     count = record.get("count", 1)
     if count <= 1:
         return None
+    rtol = float(view.result["comparison"]["rtol"])
+    best_ll, spread, tied = _restart_spread(record, rtol)
     fig = Figure(figsize=(max(6.0, 0.5 * count + 3.5), 4.2), layout="constrained")
     ax = fig.add_subplot()
     xs = np.arange(count)
@@ -695,18 +709,28 @@ def restarts_figure(view: CellView, title: str, plots: dict | None = None) -> Fi
             ax.scatter(xs, ys, marker="x", s=60, color=STYLE["vi"]["color"], linewidths=1.8,
                        zorder=5, label="VI, each restart (one restart plate)")
         best = path["best"]
-        ax.annotate(f"{LABEL[label].split(' ')[0]}'s best", (best, ys[best]),
-                    textcoords="offset points", xytext=(8, 10 if label == "em" else -16),
-                    fontsize=8, color=STYLE[label]["color"])
+        if not tied:
+            ties = int(np.sum(ys >= ys[best] - rtol * abs(ys[best])))
+            which = f"'s best ({ties} tie within rtol)" if ties > 1 else "'s best"
+            ax.annotate(LABEL[label].split(" ")[0] + which, (best, ys[best]),
+                        textcoords="offset points", xytext=(8, 10 if label == "em" else -16),
+                        fontsize=8, color=STYLE[label]["color"])
     shared = record["shared_start"]
     ax.axvspan(shared - 0.4, shared + 0.4, color="0.85", zorder=0,
                label=f"shared start {shared}: the comparison")
     vi_alone = view.result["fits"].get("vi", {}).get("log_likelihood")
-    if vi_alone is not None and count > 1:
+    if vi_alone is not None:
         ax.scatter([shared], [vi_alone], marker="*", s=140, color=STYLE["vi"]["color"],
                    zorder=6, label=f"VI from start {shared} alone")
     ax.set_xticks(xs)
-    ax.margins(y=0.15)  # room for the "best" labels
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+    if tied:
+        half = 5 * rtol * max(abs(best_ll), 1.0)
+        ax.set_ylim(best_ll - half, best_ll + half)
+        title += (f"\nall within rtol {rtol:g} of the best (relative spread {spread:.1g}): "
+                  "one optimum, differences are round-off")
+    else:
+        ax.margins(y=0.15)  # room for the "best" labels
     ax.set_xlabel("start (restart index)")
     ax.set_ylabel("final log-likelihood")
     ax.grid(alpha=0.3)

@@ -428,3 +428,29 @@ def test_a_sweep_draws_its_first_flagged_cell_else_its_last():
     assert shown["cell"] == "n=2" and why.startswith("the first flagged cell: gap")
     exp["cells"] = [cells[0], cells[2]]
     assert _figure_cell(exp) == (cells[2], "the last cell")
+
+
+def test_restarts_at_one_optimum_are_not_ranked_by_round_off():
+    from types import SimpleNamespace
+
+    from emvi.experiments.plots import restarts_figure
+
+    def view(em_lls, vi_lls):
+        record = {"count": 3, "shared_start": 1,
+                  "em": {"log_likelihoods": em_lls, "best": int(np.argmax(em_lls))},
+                  "vi": {"log_likelihoods": vi_lls, "best": int(np.argmax(vi_lls))}}
+        return SimpleNamespace(result={"restarts": record, "comparison": {"rtol": 1e-6},
+                                       "fits": {"vi": {"log_likelihood": em_lls[1]}}})
+
+    tied = restarts_figure(view([-1000.0, -1000.0 + 1e-10, -1000.0 - 2e-10],
+                                [-1000.0 + 3e-10, -1000.0, -1000.0]), "r")
+    (ax,) = tied.axes
+    low, high = ax.get_ylim()
+    assert high - low == pytest.approx(2 * 5 * 1e-6 * 1000.0, rel=1e-6)
+    assert "one optimum" in ax.get_title() and not ax.texts
+    apart = restarts_figure(view([-1010.0, -1000.0, -1020.0], [-1000.0, -1000.0, -1005.0]),
+                            "r")
+    (ax,) = apart.axes
+    assert "one optimum" not in ax.get_title()
+    assert sorted(t.get_text() for t in ax.texts) == ["EM's best",
+                                                      "VI's best (2 tie within rtol)"]
