@@ -93,6 +93,7 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "enabled": Field(bool, True),
         "iterations": Field(list, [0, 5, 20], sweep=False),
         "panels": Field(int, 4, low=1, high=50),
+        "yscale": Field(str, "linear", choices=("linear", "log"), sweep=False),
     },
     # how sure the EM fit is (inference.uncertainty): observed-information standard errors,
     # and a bootstrap of that many replicates beside them

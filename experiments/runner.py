@@ -14,12 +14,13 @@ import numpy as np
 import tomli_w
 import torch
 
-from ..inference import compare, fit_em, fit_vi, initialize
+from ..inference import compare, initialize
 from ..inference.persist import fit_bytes
 from ..models import registry
 from ..models.validation import InputError, InputTypeError
 from . import memory, store, uncertainty_report
 from . import missing as missing_entries
+from .align import align_fits
 from .config import (
     Config,
     ConfigError,
@@ -31,6 +32,8 @@ from .config import (
     takes_sequences,
 )
 from .data import as_model_data, as_sequences, data_columns, read_sequences, read_table
+from .naming import model_title
+from .shared_start import fit_paths
 
 #: parameter columns are written to history.csv up to this many scalars
 MAX_TRACE_SCALARS = 400
@@ -80,7 +83,9 @@ def history_rows(label: str, fit, with_params: bool) -> list[list]:
 
 
 def fit_summary(fit, data) -> dict:
-    """A fit's numbers for metrics.json (timings are kept apart)."""
+    """A fit's numbers for metrics.json (timings are kept apart; every restart's final
+    numbers are in the cell's ``restarts`` record)."""
+    bic = fit.bic(data)
     return {
         "method": fit.method,
         "params": fit.params.to_lists(),
@@ -88,13 +93,26 @@ def fit_summary(fit, data) -> dict:
         "iterations": fit.iterations,
         "converged": fit.converged,
         "m_step": fit.m_step,
-        "bic": fit.bic(data),
+        "n_parameters": fit.n_parameters(),
+        "bic": bic,
         "aic": fit.aic(data),
-        "restart_log_likelihoods": fit.restart_log_likelihoods.tolist(),
-        "best_restart": fit.best_restart,
+        "icl": bic + 2 * entropy(fit.responsibilities),
         "notes": list(fit.notes),
         "events": list(fit.events),
     }
+
+
+def entropy(responsibilities: torch.Tensor) -> float:
+    """``-sum r log r`` over points and components (0 log 0 = 0): ICL = BIC + 2 entropy
+    (mclust's convention, lower-is-better form)."""
+    return float(-torch.special.xlogy(responsibilities, responsibilities).sum())
+
+
+def matches(model, truth) -> bool:
+    """Whether true parameters have the fitted model's names and shapes (a generator
+    with another covariance type, say, has not)."""
+    return set(truth) == set(model.specs) and all(
+        tuple(truth[name].shape) == tuple(spec.shape) for name, spec in model.specs.items())
 
 
 def check_memory(cell: Experiment, model, n: int, event_numel: int, source, key: str) -> None:
@@ -186,26 +204,11 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
     except (InputError, InputTypeError) as exc:
         raise ConfigError(source, "init", str(exc)) from None
 
-    fits = {}
-    if cell.em["enabled"]:
-        em = cell.em
-        reporter.fit_started("em", em["max_iter"])
-        fits["em"] = fit_em(model, data, init, max_iter=em["max_iter"], tol=em["tol"],
-                            hard=em["hard"], chunk_size=em["chunk_size"],
-                            callback=reporter.fit_progress)
-        reporter.fit_finished()
-    if cell.vi["enabled"]:
-        vi = cell.vi
-        reporter.fit_started("vi", vi["steps"])
-        fits["vi"] = fit_vi(model, data, init, optimizer=vi["optimizer"], lr=vi["lr"],
-                            steps=vi["steps"], tol=vi["tol"], patience=vi["patience"],
-                            posterior=vi["posterior"],
-                            callback=reporter.fit_progress)
-        reporter.fit_finished()
-    if not fits:
+    if not (cell.em["enabled"] or cell.vi["enabled"]):
         raise ConfigError(source, "em.enabled", "both em and vi are disabled: nothing to fit")
+    fits, restarts, start = fit_paths(cell, model, data, init, reporter)
 
-    comparable = truth is not None and true_k == model.k
+    comparable = truth is not None and true_k == model.k and matches(model, truth)
     sure = uncertainty_report.summarize(cell.uncertainty, fits, model,
                                         truth if comparable else None, cell.em, source)
     comparison = compare(*fits.values(), names=list(fits),
@@ -218,22 +221,28 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
     if with_params:
         header += param_columns({name: first.params[name] for name in model.specs})
     rows = [row for label, fit in fits.items() for row in history_rows(label, fit, with_params)]
-    single = init.select(0, model.specs) if init.batch_shape(model.specs) else init
+    fixed = [name for name, spec in model.specs.items() if spec.fixed]
     result = {
         "model": dict(cell.model),
         "model_description": model.describe(),
-        "fixed": [name for name, spec in model.specs.items() if spec.fixed],
+        "model_title": model_title(cell.model, fixed),
+        "fixed": fixed,
         "truth": truth.to_lists() if truth is not None else None,
         "truth_k": true_k,
+        "truth_comparable": comparable,
         "data": {"source": cell.data["file"] or "simulated", "n": n,
                  "seed": cell.data["seed"] if cell.data["file"] is None else None,
                  "columns": data_columns(cell.data["file"], cell.data["columns"])},
         "init": {"method": cell.init["method"], "seed": cell.init["seed"],
-                 "restarts": cell.init["restarts"], "params": single.to_lists()},
+                 "restarts": cell.init["restarts"], "start": restarts["shared_start"],
+                 "params": start.to_lists()},
+        "restarts": restarts,
         "fits": {label: fit_summary(fit, data) for label, fit in fits.items()},
         "comparison": comparison.to_dict(),
         "aligned_to_truth": {k: v.to_lists() for k, v in comparison.aligned_params.items()},
         **sure,
+        "alignment": align_fits(model, truth if comparable else None,
+                                {label: fit.params for label, fit in fits.items()}),
         "timing": {**comparison.timings(),
                    "seconds_per_iteration": {label: fit.elapsed / max(fit.iterations, 1)
                                              for label, fit in fits.items()}},
@@ -425,16 +434,39 @@ def aggregate(run_dir: Path, config: Config) -> dict:
 
 
 def combined_history(run_dir: Path, metrics: dict) -> str:
-    """All cells' histories in one table, with experiment and cell columns in front."""
-    headers, rows = [], []
+    """All cells' histories in one table, with experiment and cell columns in front.
+
+    Cells whose models have other parameters (a sweep over k) keep every column: the
+    header is the union of the cells' columns, blank where a cell has no such parameter.
+    """
+    header: list[str] = []
+    tables = []
     for name, exp in metrics["experiments"].items():
         for cell in exp["cells"]:
             cell_header, cell_rows = store.read_csv(
                 store.cell_path(run_dir, name, cell["cell"]) / "history.csv")
-            headers.append(cell_header)
-            rows += [[name, cell["cell"], *r] for r in cell_rows]
-    header = headers[0] if headers else []
-    if any(h != header for h in headers):  # cells with other parameters: keep common columns
-        header = header[:5]
-        rows = [r[:7] for r in rows]
+            header += [column for column in cell_header if column not in header]
+            tables.append((name, cell["cell"], cell_header, cell_rows))
+    header = _ordered_columns(header)
+    rows = []
+    for name, ident, cell_header, cell_rows in tables:
+        where = {column: i for i, column in enumerate(cell_header)}
+        for row in cell_rows:
+            rows.append([name, ident, *(row[where[c]] if c in where else "" for c in header)])
     return store.csv_text(["experiment", "cell", *header], rows)
+
+
+def _ordered_columns(columns: list[str]) -> list[str]:
+    """Parameter columns grouped by parameter (first-seen order), indices in order:
+    ``weights[0], weights[1], locs[0,0], ...`` whatever k each cell had."""
+    names: list[str] = []
+
+    def key(column: str):
+        name, _, index = column.partition("[")
+        if name not in names:
+            names.append(name)
+        return names.index(name), tuple(int(i) for i in index.rstrip("]").split(",") if i)
+
+    for column in columns:
+        key(column)
+    return sorted(columns, key=key)

@@ -64,13 +64,13 @@ def test_bad_command_line(emvi):
 
 def test_fit_failing_mid_run_leaves_no_run_directory(emvi, write_config, coins_config,
                                                      tmp_path, monkeypatch):
-    import emvi.experiments.runner as runner
+    import emvi.experiments.shared_start as shared_start
     from emvi.models.validation import InputError
 
     def broken(*args, **kwargs):
         raise InputError("vi: the optimiser produced NaN")
 
-    monkeypatch.setattr(runner, "fit_vi", broken)
+    monkeypatch.setattr(shared_start, "fit_vi", broken)
     path = write_config(coins_config)
     line = one_line_error(*emvi("run", path, "--quiet", "--out", tmp_path / "runs")[::2])
     assert "NaN" in line
@@ -79,13 +79,13 @@ def test_fit_failing_mid_run_leaves_no_run_directory(emvi, write_config, coins_c
 
 def test_failed_run_keeps_an_out_folder_the_user_made(emvi, write_config, coins_config,
                                                       tmp_path, monkeypatch):
-    import emvi.experiments.runner as runner
+    import emvi.experiments.shared_start as shared_start
     from emvi.models.validation import InputError
 
     def broken(*args, **kwargs):
         raise InputError("vi: refused")
 
-    monkeypatch.setattr(runner, "fit_vi", broken)
+    monkeypatch.setattr(shared_start, "fit_vi", broken)
     out = tmp_path / "mine"
     out.mkdir()  # empty, made by the user
     one_line_error(*emvi("run", write_config(coins_config), "--quiet", "--out", out)[::2])
@@ -97,12 +97,12 @@ def test_failed_run_keeps_an_out_folder_the_user_made(emvi, write_config, coins_
                                    ValueError("a plain ValueError from inside emvi")])
 def test_a_bug_exits_1_with_one_line_saying_so(error, emvi, write_config, coins_config,
                                                tmp_path, monkeypatch):
-    import emvi.experiments.runner as runner
+    import emvi.experiments.shared_start as shared_start
 
     def broken(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(runner, "fit_em", broken)
+    monkeypatch.setattr(shared_start, "fit_em", broken)
     monkeypatch.delenv("EMVI_DEBUG", raising=False)
     code, _, err = emvi("run", write_config(coins_config), "--quiet", "--out", tmp_path / "r")
     assert code == 1, err
