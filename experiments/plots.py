@@ -93,6 +93,31 @@ class CellView:
             label: np.asarray(arrays[f"responsibilities_{label}"])[:, self.permutations[label]]
             for label in self.fits if f"responsibilities_{label}" in arrays}
         self.traces = self._traces(header, rows)
+        if hasattr(self.model, "groups"):  # a grouped mixture, drawn as its population mix
+            self._pool_groups()
+
+    def _pool_groups(self) -> None:
+        """Figures of a grouped mixture show the data without the group column and one
+        mixture of the shared components whose weights are the groups' weights averaged by
+        their numbers of rows (the mix of the data as a whole)."""
+        from ..models.mixture import Mixture
+        from ..models.recipe import rebuild, recipe
+
+        grouped, rows = self.model, self.data
+        sizes = torch.bincount(rows[:, 0].long(), minlength=grouped.groups).to(rows.dtype)
+        share = sizes / sizes.sum()
+
+        def pooled(params: Params) -> Params:
+            out = Params({k: v for k, v in params.items() if k != "concentration"})
+            out["weights"] = share @ params["weights"]
+            return out
+
+        self.model = Mixture(rebuild(recipe(grouped.family)), grouped.k)
+        self.data = grouped._values(rows)
+        self.truth = pooled(self.truth) if self.truth is not None else None
+        self.fits = {label: pooled(p) for label, p in self.fits.items()}
+        for trace in self.traces.values():
+            trace["params"] = [pooled(p) for p in trace["params"]]
 
     def _permutations(self, raw: dict) -> dict:
         saved = (self.result.get("alignment") or {}).get("permutations")

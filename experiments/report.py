@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..models import registry
-from . import store, uncertainty_report
+from . import pooling_report, store, uncertainty_report
 from .align import renumber
 from .config import ConfigError
 from .hmm_plots import hmm_figures, is_sequence_model
@@ -412,6 +412,7 @@ def render(run_dir: Path, metrics: dict, trust_model_code: bool = False,
             if plots["enabled"] and drawable:
                 lines += place(_cell_figures(_view(run_dir, name, first), name, plots))
         lines += uncertainty_report.section(exp)
+        lines += [] if exp["axes"] else pooling_report.section(first)
         missing_lines, missing_figures = missing_report(name, exp)  # data.missing: shortcuts
         lines += missing_lines + (place(missing_figures) if plots["enabled"] else [])
         if not drawable:

@@ -18,7 +18,7 @@ from ..inference import compare, initialize
 from ..inference.persist import fit_bytes
 from ..models import registry
 from ..models.validation import InputError, InputTypeError
-from . import memory, store, uncertainty_report
+from . import memory, pooling_report, store, uncertainty_report
 from . import missing as missing_entries
 from .align import align_fits
 from .config import (
@@ -211,6 +211,7 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
     comparable = truth is not None and true_k == model.k and matches(model, truth)
     sure = uncertainty_report.summarize(cell.uncertainty, fits, model,
                                         truth if comparable else None, cell.em, source)
+    pooling = pooling_report.summarize(model, data, fits, truth if comparable else None, cell.em)
     comparison = compare(*fits.values(), names=list(fits),
                          truth=truth if comparable else None,
                          truth_assignments=assignments if true_k == model.k else None,
@@ -241,6 +242,7 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
         "comparison": comparison.to_dict(),
         "aligned_to_truth": {k: v.to_lists() for k, v in comparison.aligned_params.items()},
         **sure,
+        **({"pooling": pooling} if pooling else {}),
         "alignment": align_fits(model, truth if comparable else None,
                                 {label: fit.params for label, fit in fits.items()}),
         "timing": {**comparison.timings(),
