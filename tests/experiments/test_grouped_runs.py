@@ -13,11 +13,16 @@ from emvi.experiments.plots import CellView
 CONFIG = """
 [experiments.sites]
 model = { name = "grouped_gaussian_mixture", k = 2, groups = 3, dim = 2, covariance = "diag" }
-truth = { weights = [[0.8, 0.2], [0.2, 0.8], [0.5, 0.5]], concentration = [2.0, 2.0], locs = [[-3.0, 0.0], [3.0, 1.0]], scales = [[1.0, 1.0], [1.0, 0.7]] }
 data = { n = 150, seed = 0 }
 init = { method = "kmeans++", seed = 0 }
 em = { tol = 1e-10 }
 vi = { steps = 60, posterior = "map" }
+
+[experiments.sites.truth]
+weights = [[0.8, 0.2], [0.2, 0.8], [0.5, 0.5]]
+concentration = [2.0, 2.0]
+locs = [[-3.0, 0.0], [3.0, 1.0]]
+scales = [[1.0, 1.0], [1.0, 0.7]]
 """
 
 
