@@ -14,9 +14,10 @@ import numpy as np
 import tomli_w
 import torch
 
-from ..inference import compare, initialize
+from ..inference import compare, initialize, permute
 from ..inference.persist import fit_bytes
 from ..models import registry
+from ..models.params import Params
 from ..models.validation import InputError, InputTypeError
 from . import memory, pooling_report, store, uncertainty_report
 from . import missing as missing_entries
@@ -185,6 +186,26 @@ def make_init(cell: Experiment, model, data):
                             restarts=init["restarts"])
 
 
+def vi_posterior(model, fits: dict, permutations: dict) -> dict | None:
+    """A VI posterior's ``{parameter: {"mean", "sd", "em"}}`` (lists; ``em``: EM's estimate
+    when EM ran), in the cell's one component order (``permutations``: each fit's
+    alignment); ``None`` for a point estimate."""
+    fit = fits.get("vi")
+    if fit is None or not fit.posterior:
+        return None
+
+    def aligned(values: dict, label: str) -> Params:
+        perm = permutations.get(label)
+        values = Params(values)
+        return values if perm is None else permute(model, values, perm)
+
+    means = aligned({name: mean for name, (mean, _) in fit.posterior.items()}, "vi")
+    sds = aligned({name: sd for name, (_, sd) in fit.posterior.items()}, "vi")
+    em = aligned(dict(fits["em"].params), "em") if "em" in fits else {}
+    return {name: {"mean": means[name].tolist(), "sd": sds[name].tolist(),
+                   **({"em": em[name].tolist()} if name in em else {})} for name in means}
+
+
 def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, dict, dict]:
     """Fit one cell both ways; returns ``(result, history csv, arrays, files)`` where
     ``files`` are the fitted models (``fit_em.pt``, ``fit_vi.pt``)."""
@@ -223,6 +244,9 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
         header += param_columns({name: first.params[name] for name in model.specs})
     rows = [row for label, fit in fits.items() for row in history_rows(label, fit, with_params)]
     fixed = [name for name, spec in model.specs.items() if spec.fixed]
+    alignment = align_fits(model, truth if comparable else None,
+                           {label: fit.params for label, fit in fits.items()})
+    spread = vi_posterior(model, fits, alignment["permutations"])
     result = {
         "model": dict(cell.model),
         "model_description": model.describe(),
@@ -242,9 +266,9 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
         "comparison": comparison.to_dict(),
         "aligned_to_truth": {k: v.to_lists() for k, v in comparison.aligned_params.items()},
         **sure,
+        **({"vi_posterior": spread} if spread else {}),
         **({"pooling": pooling} if pooling else {}),
-        "alignment": align_fits(model, truth if comparable else None,
-                                {label: fit.params for label, fit in fits.items()}),
+        "alignment": alignment,
         "timing": {**comparison.timings(),
                    "seconds_per_iteration": {label: fit.elapsed / max(fit.iterations, 1)
                                              for label, fit in fits.items()}},

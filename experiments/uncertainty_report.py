@@ -226,8 +226,35 @@ def coverage_lines(exp: dict) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
 
 
+def posterior_lines(cell: dict) -> list[str]:
+    """VI's posterior over the parameters (``vi.posterior = "normal"`` or ``"mvn"``): mean
+    ± sd per entry, beside the truth and EM's estimate."""
+    spread = cell.get("vi_posterior")
+    if not spread:
+        return []
+    truth = cell.get("truth") if cell.get("truth_comparable", True) else None
+    em = any("em" in summary for summary in spread.values())
+    header = ["parameter"] + (["truth"] if truth else []) + (["EM estimate"] if em else []) \
+        + ["VI posterior mean ± sd"]
+    rows = []
+    for name, summary in spread.items():
+        mean = _flat(summary["mean"], f"vi_posterior.{name}.mean")
+        sd = _flat(summary["sd"], f"vi_posterior.{name}.sd")
+        true = _flat(truth[name], f"truth.{name}") if truth and name in truth else None
+        est = _flat(summary["em"], f"vi_posterior.{name}.em") if "em" in summary else None
+        for i, label in enumerate(_indices(summary["mean"])[:MAX_ROWS]):
+            rows.append([f"`{name}{label}`"] + ([_num(true[i]) if true else "—"] if truth else [])
+                        + ([_num(est[i]) if est else "—"] if em else [])
+                        + [f"{_num(mean[i])} ± {_num(sd[i])}"])
+    return ["**VI's posterior** over the parameters with priors (draws from the fitted "
+            "guide; EM's column is its MAP estimate, in the same component order):", "",
+            "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *["| " + " | ".join(r) + " |" for r in rows], ""]
+
+
 def section(exp: dict) -> list[str]:
-    """The report's lines for one experiment: its cell's table, or a sweep's coverage."""
+    """The report's lines for one experiment: its cell's table, or a sweep's coverage;
+    and a VI posterior's means and spreads."""
     if exp["axes"]:
         return coverage_lines(exp)
-    return cell_lines(exp["cells"][0])
+    return cell_lines(exp["cells"][0]) + posterior_lines(exp["cells"][0])

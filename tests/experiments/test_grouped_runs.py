@@ -50,3 +50,30 @@ def test_grouped_run_reports_pooling_and_draws_the_observations(emvi, tmp_path):
                                weights.mean(0).sort().values)
     assert "concentration" not in view.fits["em"]
     assert Path(run / "plots" / "sites_fit.png").is_file()
+
+
+POSTERIOR = """
+[experiments.post]
+model = { name = "gaussian_mixture", k = 2, dim = 1, covariance = "spherical", prior = { weights = { concentration = 2.0 } } }
+truth = { weights = [0.3, 0.7], locs = [[-3.0], [3.0]], scales = [1.0, 1.5] }
+data = { n = 300, seed = 0 }
+init = { method = "kmeans++", seed = 0 }
+vi = { optimizer = "adam", lr = 0.05, steps = 150, posterior = "normal" }
+"""  # noqa: E501
+
+
+def test_a_vi_posterior_is_reported_as_mean_and_sd_beside_em_in_one_component_order(
+        emvi, tmp_path):
+    config = tmp_path / "post.toml"
+    config.write_text(POSTERIOR)
+    code, _, err = emvi("run", config, "--quiet", "--out", tmp_path / "runs")
+    assert code == 0, err
+    run = next((tmp_path / "runs" / "post").iterdir())
+    result = json.loads(next(run.glob("**/result.json")).read_text())
+    weights = result["vi_posterior"]["weights"]
+    for j, true in enumerate([0.3, 0.7]):  # both aligned to the truth (EM's own order differs)
+        assert abs(weights["em"][j] - true) < 0.05 and abs(weights["mean"][j] - true) < 0.05
+        assert 0.005 < weights["sd"][j] < 0.1  # about sqrt(w (1 - w) / n) = 0.026
+    report = (run / "report.md").read_text()
+    assert "| parameter | truth | EM estimate | VI posterior mean ± sd |" in report
+    assert "| `weights[1]` | 0.7 |" in report
