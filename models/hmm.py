@@ -36,6 +36,7 @@ from .base import ASSIGNMENT, OBSERVATION, EStep, LatentModel, Simulation
 from .families.base import Family
 from .hmm_numerics import forward_backward, pair_counts, viterbi
 from .params import Params, ParamSpec
+from .priors import PriorSite, check_prior, log_prior
 from .sequences import Sequences, as_sequences, check_lengths
 from .validation import InputError, InputTypeError, check_int
 
@@ -78,7 +79,7 @@ class HMM(LatentModel):
     name = "hmm"
 
     def __init__(self, family: Family, k: int, fixed: dict | None = None,
-                 program: str = "markov"):
+                 program: str = "markov", prior: dict | None = None):
         if not isinstance(family, Family):
             raise InputTypeError(f"family: expected a Family, got {type(family).__name__}")
         missing = family.missing_methods()
@@ -100,11 +101,35 @@ class HMM(LatentModel):
         }
         specs.update(family.specs(k))
         super().__init__(k, specs, fixed)
+        allowed = {"initial": "Dirichlet(concentration) on the initial probabilities",
+                   "transition": "Dirichlet(concentration) on each row of the transition",
+                   **family.prior_keys()}
+        self.prior = check_prior(prior, allowed, self.specs)
+        self._sites = self._prior_sites()
+
+    def _prior_sites(self) -> list[PriorSite]:
+        sites, k = [], self.k
+        if self.prior.on("initial"):
+            first = self.prior["initial"]["concentration"].expand(k)
+            sites.append(PriorSite("initial", lambda p: dist.Dirichlet(first),
+                                   lambda p: p["initial"], lambda v: {"initial": v}))
+        if self.prior.on("transition"):
+            rows = self.prior["transition"]["concentration"].expand(k)
+            sites.append(PriorSite("transition",
+                                   lambda p: dist.Dirichlet(rows).expand((k,)).to_event(1),
+                                   lambda p: p["transition"], lambda v: {"transition": v}))
+        return sites + self.family.prior_sites(self.prior, k)
+
+    def prior_sites(self) -> list[PriorSite]:
+        return self._sites
+
+    def log_prior(self, params) -> torch.Tensor | float:
+        return log_prior(self._sites, params)
 
     def describe(self) -> str:
-        fixed = ", ".join(self.fixed)
+        fixed, prior = ", ".join(self.fixed), ", ".join(self.prior)
         return f"{self.name}(k={self.k}, {self.family.describe()}, {self.program_kind}" + (
-            f", fixed: {fixed})" if fixed else ")")
+            f", fixed: {fixed}" if fixed else "") + (f", prior: {prior}" if prior else "") + ")"
 
     # -- data ---------------------------------------------------------------------------
     def check_data(self, data, name="data") -> Sequences:
@@ -423,16 +448,19 @@ class HMM(LatentModel):
         the transition) that no step visited keeps its values: any value maximises."""
         fixed = frozenset(self.fixed)
         new = Params()
-        if "initial" not in fixed:
-            start = stats["initial"]
+        if "initial" not in fixed:  # MAP under Dirichlet(c): counts + c - 1
+            start = stats["initial"] + (self.prior["initial"]["concentration"] - 1
+                                        if self.prior.on("initial") else 0)
             new["initial"] = start / start.sum(-1, keepdim=True)
         if "transition" not in fixed:
-            counts = stats["transitions"]
+            counts = stats["transitions"] + (self.prior["transition"]["concentration"] - 1
+                                             if self.prior.on("transition") else 0)
             total = counts.sum(-1, keepdim=True)
             rows = counts / total.clamp_min(TINY)
             old = params.get("transition")
             new["transition"] = rows if old is None else torch.where(total > 0, rows, old)
-        family_stats = {**stats, "counts": stats["counts"] + 10 * EPS, "reference": shift}
+        family_stats = {**stats, "counts": stats["counts"] + 10 * EPS, "reference": shift,
+                        "prior": self.prior}
         emissions = self.family.maximize(family_stats, params, fixed)
         empty = stats["counts"] <= 0  # (*R, k)
         for name, value in emissions.items():

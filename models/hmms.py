@@ -20,8 +20,10 @@ class GaussianHMM(HMM):
     name = "gaussian_hmm"
 
     def __init__(self, k: int = 2, dim: int = 1, covariance: str = "diag",
-                 reg_covar: float = 1e-6, fixed: dict | None = None, program: str = "markov"):
-        super().__init__(Gaussian(dim, covariance, reg_covar), k, fixed=fixed, program=program)
+                 reg_covar: float = 1e-6, fixed: dict | None = None, program: str = "markov",
+                 prior: dict | None = None):
+        super().__init__(Gaussian(dim, covariance, reg_covar), k, fixed=fixed, program=program,
+                         prior=prior)
         self.dim, self.covariance = self.family.dim, covariance
 
 
@@ -33,8 +35,10 @@ class CategoricalHMM(HMM):
     name = "categorical_hmm"
 
     def __init__(self, k: int = 2, categories: int = 6, dim: int = 1,
-                 fixed: dict | None = None, program: str = "markov"):
-        super().__init__(Categorical(categories, dim), k, fixed=fixed, program=program)
+                 fixed: dict | None = None, program: str = "markov",
+                 prior: dict | None = None):
+        super().__init__(Categorical(categories, dim), k, fixed=fixed, program=program,
+                         prior=prior)
 
 
 @register
@@ -43,8 +47,10 @@ class PoissonHMM(HMM):
 
     name = "poisson_hmm"
 
-    def __init__(self, k: int = 2, fixed: dict | None = None, program: str = "markov"):
-        super().__init__(Poisson(), k, fixed=fixed, program=program)
+    def __init__(self, k: int = 2, fixed: dict | None = None, program: str = "markov",
+                 prior: dict | None = None):
+        super().__init__(Poisson(), k, fixed=fixed, program=program,
+                         prior=prior)
 
 
 @register
@@ -54,5 +60,6 @@ class BernoulliHMM(HMM):
     name = "bernoulli_hmm"
 
     def __init__(self, k: int = 2, dim: int = 2, fixed: dict | None = None,
-                 program: str = "markov"):
-        super().__init__(Bernoulli(dim), k, fixed=fixed, program=program)
+                 program: str = "markov", prior: dict | None = None):
+        super().__init__(Bernoulli(dim), k, fixed=fixed, program=program,
+                         prior=prior)

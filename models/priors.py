@@ -11,6 +11,7 @@ Which prior goes with which parameter (defaults in brackets):
 
 ==============================  =========================================================
 ``weights`` (any mixture)        Dirichlet(concentration [1: flat])
+``initial``, ``transition`` (HMM) Dirichlet(concentration [1: flat]) per row
 ``probs`` (Bernoulli, Binomial)  Beta(a [1], b [1])
 ``probs`` (Categorical)          Dirichlet(concentration [1]) per feature
 ``rates`` (Poisson, Exponential) Gamma(shape [1], rate [0: flat])
@@ -38,6 +39,8 @@ from .validation import InputError, InputTypeError, as_tensor
 #: per parameter name: hyperparameter -> (default, lowest allowed value or None)
 HYPERPARAMETERS = {
     "weights": {"concentration": (1.0, 1.0)},
+    "initial": {"concentration": (1.0, 1.0)},
+    "transition": {"concentration": (1.0, 1.0)},
     "probs": {"a": (1.0, 1.0), "b": (1.0, 1.0), "concentration": (1.0, 1.0)},
     "rates": {"shape": (1.0, 1.0), "rate": (1e-6, 1e-300)},
     "locs": {"mean": (0.0, None), "strength": (0.0, 0.0)},
