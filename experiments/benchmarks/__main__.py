@@ -219,8 +219,14 @@ def bench_missing(repeats: int, quick: bool) -> list[dict]:
     return run(repeats, quick)
 
 
+def bench_hmm(repeats: int, quick: bool) -> list[dict]:
+    from .hmm import bench_hmm as run
+
+    return run(repeats, quick)
+
+
 BENCHMARKS = {"gmm": bench_gmm_iteration, "restarts": bench_restarts, "kmeans": bench_kmeans,
-              "pyro_step": bench_pyro_step, "missing": bench_missing}
+              "pyro_step": bench_pyro_step, "missing": bench_missing, "hmm": bench_hmm}
 
 
 def main(argv=None) -> int:
