@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from emvi import GaussianHMM, fit_em, fit_vi, initialize
 from emvi.inference import pyro_log_posterior, pyro_posterior_gradient
+
+from emvi import GaussianHMM, fit_em, fit_vi, initialize
 
 PRIOR = {"initial": {"concentration": 2.0}, "transition": {"concentration": 3.0},
          "variances": {"shape": 2.0, "rate": 1.0}}
