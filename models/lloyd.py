@@ -8,7 +8,9 @@ gives every point's distances to every centre. The nearest centre is the row max
 the one-hot assignment is ``joint == max`` written over the joint, and the per-cluster
 sums of ``T(y)`` are one more matrix product with that one-hot. Blocks of points keep
 the ``(k, block)`` intermediates in cache (a whole-data pass is memory-bound and about
-twice as slow), and no ``(k, n)`` array is ever allocated.
+twice as slow), and no ``(k, n)`` array is ever allocated. The blocks run on one
+thread: split over torch's intra-op pool, each block's few small operations would pay
+a thread hand-off apiece (milliseconds each where the cores are busy).
 """
 
 from __future__ import annotations
@@ -64,18 +66,28 @@ def lloyd_step(statistics: torch.Tensor, eta: torch.Tensor, bias: torch.Tensor,
     counts = statistics.new_zeros(k)
     log_lik = statistics.new_zeros(()) if marginal else None
     bias = bias.unsqueeze(-1)
-    part = joint
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _blocks(statistics, eta, bias, joint, top, sums, counts, log_lik, block)
+    finally:
+        torch.set_num_threads(threads)
+    if float(counts.sum()) != n:  # a tie: some column holds two ones
+        return None
+    return LloydStep(sums.T, counts, top[0], log_lik, joint if n <= block else None)
+
+
+def _blocks(statistics, eta, bias, joint, top, sums, counts, log_lik, block) -> None:
+    """The block loop of :func:`lloyd_step`, accumulating in place."""
+    n = statistics.shape[1]
     for start in range(0, n, block):
         stop = min(start + block, n)
         part, best, rows = joint[:, : stop - start], top[:, start:stop], statistics[:, start:stop]
         torch.addmm(bias, eta, rows, out=part)
         torch.amax(part, 0, keepdim=True, out=best)
-        if marginal:
+        if log_lik is not None:
             log_lik += (part - best).clamp_min_(-EXP_FLOOR).exp_().sum(0).log_().sum() + (
                 best.sum())
         torch.eq(part, best, out=part)  # the one-hot, over the joint
         counts += part.sum(1)
         sums.addmm_(rows, part.T)
-    if float(counts.sum()) != n:  # a tie: some column holds two ones
-        return None
-    return LloydStep(sums.T, counts, top[0], log_lik, part if n <= block else None)
