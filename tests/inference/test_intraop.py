@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import torch
-from emvi.inference import fit_em, intraop
+from emvi.inference import fit_em, fit_vi, intraop
 from emvi.models import GaussianMixture
 
 
@@ -27,6 +27,21 @@ def test_a_small_fit_runs_on_one_thread_and_restores_the_setting(monkeypatch):
         assert set(_fit_seeing_threads()) == {1}
         assert torch.get_num_threads() == 2
         assert set(_fit_seeing_threads(monkeypatch, threshold=0)) == {2}  # large: untouched
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_small_variational_fit_runs_on_one_thread_too():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model = GaussianMixture(k=2, dim=1)
+        x = torch.linspace(-3, 3, 50, dtype=torch.float64).unsqueeze(1)
+        init = model.params(weights=[0.5, 0.5], locs=[[-1.0], [1.0]],
+                            scale_tril=[[[1.0]], [[1.0]]])
+        seen = []
+        fit_vi(model, x, init, steps=2, callback=lambda p: seen.append(torch.get_num_threads()))
+        assert set(seen) == {1} and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 
