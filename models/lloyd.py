@@ -21,8 +21,8 @@ import torch
 
 from .base import EXP_FLOOR
 
-#: log joints per block (``k * block``): 512 KiB of float64 stays in a core's L2 cache
-BLOCK_ELEMENTS = 1 << 16
+#: log joints per block (``k * block``): 1 MiB of float64, near a core's L2 cache
+BLOCK_ELEMENTS = 1 << 17
 
 
 class LloydStep(NamedTuple):
