@@ -28,6 +28,7 @@ import torch
 from ..models.params import Params
 from ..models.validation import InputError, check_bool, check_callable, precision_notes
 from .fit import Fit, Progress, warnings_as_notes
+from .intraop import serial_when_small
 from .options import EM
 
 #: prepared statistics up to this size are computed once and kept for all iterations
@@ -59,7 +60,7 @@ class Chunks:
                 raise InputError("chunk_size: this model's M-step is generic (numerical) and "
                                  "needs all the data at once")
             chunk_size, cache_bytes = n, float("inf")
-        probe_data = model.split(data, 16)[0]
+        probe_data = model.split(data, max(16, n // 64))[0]  # a few slices, not n / 16
         probe = model.prepare(probe_data, shift)
         parts = _tensors(probe)
         unit_bytes = sum(t.numel() * t.element_size() for t in parts) / model.n_units(probe_data)
@@ -249,7 +250,9 @@ def fit_em(model, data, init, *, max_iter: int = EM["max_iter"].default,
 
     start = time.perf_counter()
     # a closed-form EM needs no autograd: inference mode skips its bookkeeping (~20% per op)
-    with torch.inference_mode(model.m_step_kind == "closed-form"), warnings_as_notes(notes):
+    elements = (batch[0] if batch else 1) * model.k * model.n_observations(data)
+    with torch.inference_mode(model.m_step_kind == "closed-form"), warnings_as_notes(notes), \
+            serial_when_small(elements):
         run = EMRun(params, batch[0] if batch else 1)
         chunks = Chunks(model, data, model.shift(data), options.chunk_size, options.cache_bytes)
         _iterate(model, chunks, run, batched=bool(batch), options=options, start=start)

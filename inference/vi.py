@@ -26,6 +26,7 @@ from ..models.params import Params, interior
 from ..models.validation import InputError, check_bool, check_callable, precision_notes
 from .fit import Fit, Progress, warnings_as_notes
 from .guides import make_guide, posterior_summary, program_with_priors, site_params
+from .intraop import serial_when_small
 from .options import OPTIMIZERS, VI  # noqa: F401 (OPTIMIZERS: public)
 
 DEFAULT_LR = {"adam": 0.05, "lbfgs": 1.0}
@@ -299,7 +300,8 @@ def fit_vi(model, data, init, *, optimizer: str = VI["optimizer"].default,
     method = f"vi-{options.optimizer}" if posterior == "point" else (
         f"vi-{posterior}-{options.optimizer}")
     run, summary = VIRun(), None
-    with pyro.get_param_store().scope(), warnings_as_notes(notes):
+    elements = (batch[0] if batch else 1) * model.k * model.n_observations(data)
+    with pyro.get_param_store().scope(), warnings_as_notes(notes), serial_when_small(elements):
         objective = Objective(model, data, params, posterior)
         _optimize(objective, options, run, method)
         if posterior in ("normal", "mvn") and run.final is not None:
