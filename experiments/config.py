@@ -106,7 +106,8 @@ SECTIONS: dict[str, dict[str, Field]] = {
     },
 }
 EXPERIMENT_KEYS = ("description", "model", "truth") + tuple(SECTIONS)
-TOP_KEYS = ("description", "experiments") + EXPERIMENT_KEYS
+#: run-wide keys: ``threads`` (torch threads; see experiments/threads.py for precedence)
+TOP_KEYS = ("description", "threads", "experiments") + EXPERIMENT_KEYS
 #: smoke mode: small and quick, but every code path
 SMOKE = {"n": 120, "max_iter": 15, "steps": 15, "restarts": 2, "axis": 2, "bootstrap": 5}
 
@@ -161,6 +162,8 @@ class Config:
     source: str
     description: str
     experiments: list[Experiment]
+    #: torch threads (``None``: auto; ``--threads`` and ``EMVI_THREADS`` take precedence)
+    threads: int | None = None
 
     def to_dict(self) -> dict:
         """The resolved config (defaults filled, sweeps kept as lists), ``None``s dropped."""
@@ -171,7 +174,8 @@ class Config:
                 body[section][name] = list(values)
             return _drop_none(body)
 
-        return {"description": self.description,
+        threads = {} if self.threads is None else {"threads": self.threads}
+        return {"description": self.description, **threads,
                 "experiments": {e.name: resolved(e) for e in self.experiments}}
 
 
@@ -496,7 +500,7 @@ def check_override(keys: list[str], raw: dict, multi: bool) -> None:
             raise ConfigError("--set", written, "expected experiments.NAME.key with NAME one "
                               f"of {names}" + _suggest(keys[1] if len(keys) > 1 else "", names))
         rest = keys[2:]
-    elif keys == ["description"]:
+    elif keys in (["description"], ["threads"]):
         return
     head = rest[0]
     if head not in EXPERIMENT_KEYS:
@@ -564,7 +568,7 @@ def load(config: str, overrides: list[str] = (), smoke: bool = False) -> Config:
     for text in overrides:
         keys, value = parse_assignment(text)
         check_override(keys, raw, multi)
-        if multi and keys[0] != "experiments":
+        if multi and keys[0] not in ("experiments", "threads"):
             for body in raw["experiments"].values():
                 if isinstance(body, dict):
                     _apply(body, keys, value, "--set")
@@ -573,6 +577,7 @@ def load(config: str, overrides: list[str] = (), smoke: bool = False) -> Config:
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ConfigError(source, "description", "expected a string")
+    threads = _threads(raw.get("threads"), source)
     if multi:
         bodies = raw["experiments"]
         if not isinstance(bodies, dict) or not bodies:
@@ -584,11 +589,23 @@ def load(config: str, overrides: list[str] = (), smoke: bool = False) -> Config:
         experiments = [_experiment_in(name, body, source, path.parent)
                        for name, body in bodies.items()]
     else:
-        body = {k: v for k, v in raw.items() if k != "description"}
+        body = {k: v for k, v in raw.items() if k not in ("description", "threads")}
         body.setdefault("description", description)
         experiments = [_experiment(path.stem, body, source, path.parent)]
-    cfg = Config(path.stem, source, description, experiments)
+    cfg = Config(path.stem, source, description, experiments, threads)
     return shrink(cfg) if smoke else cfg
+
+
+def _threads(value, source) -> int | None:
+    """The top-level ``threads`` key: a whole number >= 1, or ``"auto"`` (``None``)."""
+    from .threads import parse
+
+    if value is None:
+        return None
+    try:
+        return parse(value, "threads")
+    except InputError as exc:
+        raise ConfigError(source, "threads", str(exc).removeprefix("threads: ")) from None
 
 
 def _experiment_in(name, body, source, base):
