@@ -174,7 +174,8 @@ def cmd_list(args) -> int:
     if args.options:
         from ..inference import options
 
-        functions = {"em": "fit_em", "vi": "fit_vi", "init": "initialize"}
+        functions = {"em": "fit_em", "vi": "fit_vi", "init": "initialize",
+                     "online": "fit_online_em"}
         for section, table in options.TABLES.items():
             print(f"[{section}] keys of a config = arguments of emvi.{functions[section]}():")
             for line in options.describe(table):

@@ -11,6 +11,7 @@ never evaluated.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import itertools
 import math
@@ -85,7 +86,9 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "params": Field(dict, None, sweep=False),
     },
     "em": {"enabled": Field(bool, True),
-           **{name: from_option(option) for name, option in options.EM.items()}},
+           **{name: from_option(option) for name, option in options.EM.items()},
+           # a table: fit by online (stepwise) EM with these options (ONLINE_FIELDS)
+           "online": Field(dict, None, sweep=False)},
     "vi": {"enabled": Field(bool, True),
            **{name: from_option(option) for name, option in options.VI.items()}},
     "compare": {"rtol": Field(float, 1e-6, low=0)},
@@ -105,6 +108,9 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "seed": Field(int, 0, low=0, high=2**63 - 1),
     },
 }
+#: the keys of the table ``em.online`` (not swept: one online EM per cell)
+ONLINE_FIELDS = {name: dataclasses.replace(from_option(option), sweep=False)
+                 for name, option in options.ONLINE.items()}
 EXPERIMENT_KEYS = ("description", "model", "truth") + tuple(SECTIONS)
 #: run-wide keys: ``threads`` (torch threads; see experiments/threads.py for precedence)
 TOP_KEYS = ("description", "threads", "experiments") + EXPERIMENT_KEYS
@@ -306,6 +312,9 @@ def _experiment(name: str, raw: dict, source, base: Path) -> Experiment:
         raise ConfigError(source, "description", "expected a string")
     model = _model_section(raw.get("model"), source, axes, base)
     sections = {s: _section(raw.get(s), f, source, s, axes) for s, f in SECTIONS.items()}
+    if sections["em"]["online"] is not None:
+        sections["em"]["online"] = _section(sections["em"]["online"], ONLINE_FIELDS, source,
+                                            "em.online", axes)
     truth = raw.get("truth")
     if truth is not None and not isinstance(truth, dict):
         raise ConfigError(source, "truth", f"expected a table of values, got {truth!r:.60}")
