@@ -37,18 +37,11 @@ def step_size(t: int, alpha: float, t0: float) -> float:
     return 1.0 if t == 1 else (t + t0) ** (-alpha)
 
 
-def _batches(model, data, batch_size: int, generator: torch.Generator):
-    """The data in a random order, cut into mini-batches (rows; an HMM's whole sequences)."""
-    units = model.split(data, 1)
-    order = torch.randperm(len(units), generator=generator).tolist()
+def _batches(data: torch.Tensor, batch_size: int, generator: torch.Generator):
+    """``(m, ...)`` mini-batches of the rows in a random order (the last may be smaller)."""
+    order = torch.randperm(data.shape[0], generator=generator)
     for start in range(0, len(order), batch_size):
-        yield _join(model, [units[i] for i in order[start: start + batch_size]])
-
-
-def _join(model, pieces):
-    if torch.is_tensor(pieces[0]):
-        return torch.cat(pieces)
-    return type(pieces[0]).concatenate(pieces)  # sequences
+        yield data[order[start: start + batch_size]]
 
 
 def fit_online_em(model, data, init, *, batch_size: int = ONLINE["batch_size"].default,
@@ -65,7 +58,7 @@ def fit_online_em(model, data, init, *, batch_size: int = ONLINE["batch_size"].d
             and chunks are read).
         init: initial parameters; ``(R, ...)`` runs R restarts at once, the best (highest
             final log-likelihood) kept.
-        batch_size: observations per mini-batch (an HMM: sequences).
+        batch_size: observations (rows) per mini-batch.
         alpha: step-size exponent in (1/2, 1]; 1 gives the running average of batch EM's
             statistics, smaller forgets the early (poor) parameters faster.
         t0: step-size offset ``>= 0``: larger takes smaller early steps.
@@ -89,6 +82,9 @@ def fit_online_em(model, data, init, *, batch_size: int = ONLINE["batch_size"].d
     polyak = ONLINE["polyak"].check(polyak, "polyak")
     seed = ONLINE["seed"].check(seed, "seed")
     callback = None if callback is None else check_callable(callback, "callback")
+    if not torch.is_tensor(data):
+        raise InputError("data: online EM takes rows (a tensor); sequences (HMMs) are not "
+                         "supported yet")
     if not model.chunkable or model.m_step_kind != "closed-form":
         raise InputError("model: online EM needs a closed-form M-step with additive "
                          f"statistics; {model.describe()} has a generic one")
@@ -105,11 +101,10 @@ def fit_online_em(model, data, init, *, batch_size: int = ONLINE["batch_size"].d
         lls = [_log_likelihood(full, params)]
         seconds = [time.perf_counter() - start]
         trace = [params]
-        running, t, total_steps, average, averaged = None, 0, None, None, 0
+        running, t, average, averaged = None, 0, None, 0
+        total_steps = passes * math.ceil(n / batch_size)
         for p in range(passes):
-            for piece in _batches(model, data, batch_size, generator):
-                if total_steps is None:  # mini-batches per pass, known after the first pass
-                    total_steps = passes * math.ceil(model.n_units(data) / batch_size)
+            for piece in _batches(data, batch_size, generator):
                 t += 1
                 step = model.expect(model.prepare(piece, shift), params, False, False)
                 m = model.n_observations(piece)

@@ -115,7 +115,7 @@ INIT = {
                        low=1, high=10_000),
 }
 ONLINE = {
-    "batch_size": Option(int, 256, "observations per mini-batch (an HMM: sequences)", low=1,
+    "batch_size": Option(int, 256, "observations (rows) per mini-batch", low=1,
                          high=10**9),
     "alpha": Option(float, 0.6, "step-size exponent: gamma_t = (t + t0)^-alpha, in (1/2, 1]",
                     low=0.5, open_low=True, high=1.0),
