@@ -93,3 +93,15 @@ def test_open_npy_refuses_what_it_cannot_map(kind, tmp_path):
         path.write_text("1,2\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"^path: "):
         open_npy(path)
+
+
+def test_the_block_wise_standardisation_is_the_whole_data_one(big_file, monkeypatch):
+    from emvi.models.families import gaussian_numerics
+
+    data = torch.from_numpy(np.load(big_file))
+    blocks = gaussian_numerics.reference(data, common=False)
+    monkeypatch.setattr(gaussian_numerics, "BLOCK_BYTES", 1 << 40)  # all at once
+    whole = gaussian_numerics.reference(data, common=False)
+    for field in ("scale", "offset", "extent"):
+        torch.testing.assert_close(getattr(blocks, field), getattr(whole, field), rtol=1e-12,
+                                   atol=0)
