@@ -258,6 +258,7 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
                  "restarts": cell.init["restarts"], "start": restarts["shared_start"],
                  "params": start.to_lists()},
         "restarts": restarts,
+        "torch_threads": torch.get_num_threads(),  # what this cell computed with
         "fits": {label: fit_summary(fit, data) for label, fit in fits.items()},
         "comparison": comparison.to_dict(),
         "aligned_to_truth": {k: v.to_lists() for k, v in comparison.aligned_params.items()},

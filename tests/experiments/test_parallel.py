@@ -57,6 +57,7 @@ def test_auto_keeps_the_callers_count_for_large_runs_and_one_per_worker():
     torch.set_num_threads(2)
     try:
         assert resolve(None, None, SMALL + 1, environ={}).count == 2
+        assert resolve(None, None, SMALL, environ={}).count == 1
         assert resolve(None, None, SMALL + 1, jobs=2, environ={}).count == 1
     finally:
         torch.set_num_threads(before)
@@ -119,6 +120,8 @@ def test_jobs_give_the_numbers_of_a_sequential_run(emvi, write_config, tmp_path)
     assert numbers(runs[0]) == numbers(runs[1])
     assert [provenance(r)["jobs"] for r in runs] == [1, 2]
     assert [provenance(r)["torch_threads"] for r in runs] == [1, 1]
+    cells = json.loads((runs[1] / "metrics.json").read_text())["experiments"]["cfg"]["cells"]
+    assert [cell["torch_threads"] for cell in cells] == [1, 1, 1]  # what the workers used
     assert not list((runs[1] / "cells" / "cfg").glob(".*"))
 
 

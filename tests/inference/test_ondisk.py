@@ -95,10 +95,11 @@ def test_open_npy_refuses_what_it_cannot_map(kind, tmp_path):
         open_npy(path)
 
 
-def test_the_block_wise_standardisation_is_the_whole_data_one(big_file, monkeypatch):
+@pytest.mark.parametrize("offset", [0.0, 1000.0])  # far from 0: centring matters
+def test_the_block_wise_standardisation_is_the_whole_data_one(big_file, monkeypatch, offset):
     from emvi.models.families import gaussian_numerics
 
-    data = torch.from_numpy(np.load(big_file))
+    data = torch.from_numpy(np.load(big_file)) + offset
     blocks = gaussian_numerics.reference(data, common=False)
     monkeypatch.setattr(gaussian_numerics, "BLOCK_BYTES", 1 << 40)  # all at once
     whole = gaussian_numerics.reference(data, common=False)
