@@ -121,10 +121,12 @@ def row_flags(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     """``(n,)`` flags of the rows holding an infinity, a NaN, and only NaN; block by block,
     into buffers made once (no allocation per block: the process does not grow)."""
     n, step = len(tensor), block_rows(tensor)
-    infinite, nan, empty = (torch.empty(n, dtype=torch.bool) for _ in range(3))
+    device = tensor.device  # on the data's device, as every buffer below
+    infinite, nan, empty = (torch.empty(n, dtype=torch.bool, device=device) for _ in range(3))
     flat = tensor.reshape(n, -1)
-    work = torch.empty((min(step, n), flat.shape[1]), dtype=tensor.dtype)
-    nan_work, inf_work = (torch.empty(work.shape, dtype=torch.bool) for _ in range(2))
+    work = torch.empty((min(step, n), flat.shape[1]), dtype=tensor.dtype, device=device)
+    nan_work, inf_work = (torch.empty(work.shape, dtype=torch.bool, device=device)
+                          for _ in range(2))
     for start in range(0, n, step):
         block = flat[start: start + step]
         rows, m = slice(start, start + len(block)), len(block)
@@ -150,7 +152,7 @@ def check_observed_columns(data: torch.Tensor, name: str) -> None:
     learned about it (its parameters would stay where they started)."""
     if not data.is_floating_point() or data.dim() < 2:
         return
-    empty = torch.ones(data.shape[1:], dtype=torch.bool)
+    empty = torch.ones(data.shape[1:], dtype=torch.bool, device=data.device)
     step = block_rows(data)
     for start in range(0, len(data), step):  # block by block: see row_flags
         empty &= torch.isnan(data[start: start + step]).all(0)

@@ -89,7 +89,8 @@ def _blocks(data: torch.Tensor):
     """``(block, workspace)`` pairs: rows of about 1 MiB, and a buffer of their shape made
     once (no allocation per block, so the process does not grow with the data)."""
     step = max(1, (1 << 20) // max(1, data[:1].numel() * data.element_size()))
-    work = torch.empty((min(step, len(data)),) + tuple(data.shape[1:]), dtype=data.dtype)
+    work = torch.empty((min(step, len(data)),) + tuple(data.shape[1:]), dtype=data.dtype,
+                       device=data.device)
     for start in range(0, len(data), step):
         block = data[start: start + step]
         yield block, work[: len(block)]
@@ -100,11 +101,12 @@ def _reference_blocks(data: torch.Tensor, common: bool) -> Reference:
     time (memory: a block, whatever n); maxima are exact, means summed over blocks."""
     flags = None
     for b, w in _blocks(data):
-        flags = torch.empty(w.shape, dtype=torch.bool) if flags is None else flags
+        flags = torch.empty(w.shape, dtype=torch.bool, device=w.device) if flags is None \
+            else flags
         if bool(torch.ne(b, b, out=flags[: len(b)]).any()):  # NaN: unequal to itself
             return _reference_observed(data, common)  # missing entries: all at once
     n = len(data)
-    rough = torch.zeros(data.shape[1:], dtype=data.dtype)
+    rough = torch.zeros(data.shape[1:], dtype=data.dtype, device=data.device)
     for b, w in _blocks(data):
         torch.maximum(rough, torch.abs(b, out=w).amax(0), out=rough)
     rough = power_of_two(rough)

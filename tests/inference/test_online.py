@@ -92,3 +92,11 @@ plots = { enabled = false }
         from emvi.experiments.config import load
 
         load(str(config))
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA device here")
+def test_online_em_and_the_data_checks_stay_on_the_datas_device(problem):
+    model, data, init, _ = problem
+    cuda = data.to("cuda")
+    fit = fit_online_em(model, cuda, init.map(lambda t: t.to("cuda")), batch_size=300)
+    assert all(value.device.type == "cuda" for value in fit.params.values())
