@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 _EXPORTS = {
     **dict.fromkeys([
         "Comparison", "Fit", "Progress", "Uncertainty", "adjusted_rand_index", "bootstrap",
-        "compare", "fit_em", "fit_vi", "initialize", "load", "louis_information",
-        "observed_information", "pyro_gradient", "pyro_log_likelihood", "pyro_map_assignments",
-        "pyro_posterior"], ".inference"),
+        "compare", "fit_em", "fit_online_em", "fit_vi", "initialize", "load",
+        "louis_information", "observed_information", "open_npy", "pyro_gradient",
+        "pyro_log_likelihood", "pyro_map_assignments", "pyro_posterior"], ".inference"),
     **dict.fromkeys([
         "COVARIANCE_TYPES", "Bernoulli", "BernoulliMixture", "Binomial", "Categorical",
         "CategoricalMixture", "Exponential", "ExponentialMixture", "Family", "Gaussian",
@@ -66,11 +66,13 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
         bootstrap,
         compare,
         fit_em,
+        fit_online_em,
         fit_vi,
         initialize,
         load,
         louis_information,
         observed_information,
+        open_npy,
         pyro_gradient,
         pyro_log_likelihood,
         pyro_map_assignments,

@@ -38,7 +38,7 @@ class Bars:
     """tqdm progress bars on stderr: one over cells, one per fit."""
 
     def __init__(self, quiet: bool):
-        self.quiet, self.bar = quiet, None
+        self.quiet, self.bar, self.bars_shown = quiet, None, False
 
     def cell_started(self, experiment, cell, index, total):
         self.prefix = f"[{index + 1}/{total}] {experiment}" + ("" if cell == "all" else f" {cell}")
@@ -48,6 +48,7 @@ class Bars:
             return
         from tqdm import tqdm
 
+        self.bars_shown = True
         self.bar = tqdm(total=total, desc=f"{self.prefix} {label}", file=sys.stderr,
                         leave=False, dynamic_ncols=True, mininterval=0.2)
 
@@ -61,6 +62,12 @@ class Bars:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+    def cell_finished(self, experiment, cell, done, total):
+        """A line per cell where no fit bars show (cells computed by --jobs workers)."""
+        if not self.quiet and not self.bars_shown:
+            where = experiment + ("" if cell == "all" else f" {cell}")
+            print(f"[{done}/{total}] {where} done", file=sys.stderr, flush=True)
 
 
 def _terminate(signum, frame):
@@ -76,6 +83,10 @@ def resume_hint(args, path) -> str:
         argv += ["--set", text]
     if args.smoke:
         argv.append("--smoke")
+    if args.threads is not None:
+        argv += ["--threads", str(args.threads)]
+    if args.jobs != 1:
+        argv += ["--jobs", str(args.jobs)]
     argv += ["--out", str(args.out), "--resume", str(path)]
     return shlex.join(argv)
 
@@ -87,7 +98,8 @@ def cmd_run(args) -> int:
     config = load(args.config, args.set or [], smoke=args.smoke)
     bars = Bars(args.quiet)
     try:
-        path = run(config, Path(args.out), bars, resume=args.resume)
+        path = run(config, Path(args.out), bars, resume=args.resume, threads=args.threads,
+                   jobs=args.jobs)
     except Interrupted as exc:
         print(f"emvi: interrupted; {exc.done} of {exc.total} cells kept in {exc.path}; "
               f"finish with: {resume_hint(args, exc.path)}", file=sys.stderr)
@@ -162,7 +174,8 @@ def cmd_list(args) -> int:
     if args.options:
         from ..inference import options
 
-        functions = {"em": "fit_em", "vi": "fit_vi", "init": "initialize"}
+        functions = {"em": "fit_em", "vi": "fit_vi", "init": "initialize",
+                     "online": "fit_online_em"}
         for section, table in options.TABLES.items():
             print(f"[{section}] keys of a config = arguments of emvi.{functions[section]}():")
             for line in options.describe(table):
@@ -200,6 +213,16 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 1024, got {text!r}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     top = Parser(prog="emvi", description="Fit latent-assignment models by EM and by "
                  "TraceEnum_ELBO, and compare them.")
@@ -214,6 +237,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR",
                      help="finish an interrupted run (its .partial directory)")
+    run.add_argument("--threads", metavar="N", help="torch threads per process: a number or "
+                     "auto (default: $EMVI_THREADS, else the config's threads, else auto: "
+                     "1 for small runs and with --jobs, else torch's count)")
+    run.add_argument("--jobs", type=_jobs, default=1, metavar="N",
+                     help="compute sweep cells in N worker processes (default 1); the "
+                     "numbers do not depend on N")
     run.set_defaults(func=cmd_run)
     lst = sub.add_parser("list", help="registered models and shipped configs")
     lst.add_argument("--options", action="store_true",

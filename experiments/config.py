@@ -11,6 +11,7 @@ never evaluated.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import itertools
 import math
@@ -85,7 +86,9 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "params": Field(dict, None, sweep=False),
     },
     "em": {"enabled": Field(bool, True),
-           **{name: from_option(option) for name, option in options.EM.items()}},
+           **{name: from_option(option) for name, option in options.EM.items()},
+           # a table: fit by online (stepwise) EM with these options (ONLINE_FIELDS)
+           "online": Field(dict, None, sweep=False)},
     "vi": {"enabled": Field(bool, True),
            **{name: from_option(option) for name, option in options.VI.items()}},
     "compare": {"rtol": Field(float, 1e-6, low=0)},
@@ -105,8 +108,12 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "seed": Field(int, 0, low=0, high=2**63 - 1),
     },
 }
+#: the keys of the table ``em.online`` (not swept: one online EM per cell)
+ONLINE_FIELDS = {name: dataclasses.replace(from_option(option), sweep=False)
+                 for name, option in options.ONLINE.items()}
 EXPERIMENT_KEYS = ("description", "model", "truth") + tuple(SECTIONS)
-TOP_KEYS = ("description", "experiments") + EXPERIMENT_KEYS
+#: run-wide keys: ``threads`` (torch threads; see experiments/threads.py for precedence)
+TOP_KEYS = ("description", "threads", "experiments") + EXPERIMENT_KEYS
 #: smoke mode: small and quick, but every code path
 SMOKE = {"n": 120, "max_iter": 15, "steps": 15, "restarts": 2, "axis": 2, "bootstrap": 5}
 
@@ -161,6 +168,8 @@ class Config:
     source: str
     description: str
     experiments: list[Experiment]
+    #: torch threads (``None``: auto; ``--threads`` and ``EMVI_THREADS`` take precedence)
+    threads: int | None = None
 
     def to_dict(self) -> dict:
         """The resolved config (defaults filled, sweeps kept as lists), ``None``s dropped."""
@@ -171,7 +180,8 @@ class Config:
                 body[section][name] = list(values)
             return _drop_none(body)
 
-        return {"description": self.description,
+        threads = {} if self.threads is None else {"threads": self.threads}
+        return {"description": self.description, **threads,
                 "experiments": {e.name: resolved(e) for e in self.experiments}}
 
 
@@ -302,6 +312,9 @@ def _experiment(name: str, raw: dict, source, base: Path) -> Experiment:
         raise ConfigError(source, "description", "expected a string")
     model = _model_section(raw.get("model"), source, axes, base)
     sections = {s: _section(raw.get(s), f, source, s, axes) for s, f in SECTIONS.items()}
+    if sections["em"]["online"] is not None:
+        sections["em"]["online"] = _section(sections["em"]["online"], ONLINE_FIELDS, source,
+                                            "em.online", axes)
     truth = raw.get("truth")
     if truth is not None and not isinstance(truth, dict):
         raise ConfigError(source, "truth", f"expected a table of values, got {truth!r:.60}")
@@ -496,7 +509,7 @@ def check_override(keys: list[str], raw: dict, multi: bool) -> None:
             raise ConfigError("--set", written, "expected experiments.NAME.key with NAME one "
                               f"of {names}" + _suggest(keys[1] if len(keys) > 1 else "", names))
         rest = keys[2:]
-    elif keys == ["description"]:
+    elif keys in (["description"], ["threads"]):
         return
     head = rest[0]
     if head not in EXPERIMENT_KEYS:
@@ -564,7 +577,7 @@ def load(config: str, overrides: list[str] = (), smoke: bool = False) -> Config:
     for text in overrides:
         keys, value = parse_assignment(text)
         check_override(keys, raw, multi)
-        if multi and keys[0] != "experiments":
+        if multi and keys[0] not in ("experiments", "threads"):
             for body in raw["experiments"].values():
                 if isinstance(body, dict):
                     _apply(body, keys, value, "--set")
@@ -573,6 +586,7 @@ def load(config: str, overrides: list[str] = (), smoke: bool = False) -> Config:
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ConfigError(source, "description", "expected a string")
+    threads = _threads(raw.get("threads"), source)
     if multi:
         bodies = raw["experiments"]
         if not isinstance(bodies, dict) or not bodies:
@@ -584,11 +598,23 @@ def load(config: str, overrides: list[str] = (), smoke: bool = False) -> Config:
         experiments = [_experiment_in(name, body, source, path.parent)
                        for name, body in bodies.items()]
     else:
-        body = {k: v for k, v in raw.items() if k != "description"}
+        body = {k: v for k, v in raw.items() if k not in ("description", "threads")}
         body.setdefault("description", description)
         experiments = [_experiment(path.stem, body, source, path.parent)]
-    cfg = Config(path.stem, source, description, experiments)
+    cfg = Config(path.stem, source, description, experiments, threads)
     return shrink(cfg) if smoke else cfg
+
+
+def _threads(value, source) -> int | None:
+    """The top-level ``threads`` key: a whole number >= 1, or ``"auto"`` (``None``)."""
+    from .threads import parse
+
+    if value is None:
+        return None
+    try:
+        return parse(value, "threads")
+    except InputError as exc:
+        raise ConfigError(source, "threads", str(exc).removeprefix("threads: ")) from None
 
 
 def _experiment_in(name, body, source, base):

@@ -59,6 +59,8 @@ class Reporter:
 
     def fit_finished(self) -> None: ...
 
+    def cell_finished(self, experiment: str, cell: str, done: int, total: int) -> None: ...
+
 
 def param_columns(params) -> list[str]:
     """Column names of flattened parameters, e.g. ``locs[0,1]`` (in the params' order)."""
@@ -131,22 +133,41 @@ def check_memory(cell: Experiment, model, n: int, event_numel: int, source, key:
                           f"{memory.gib(have)} are available; use fewer observations")
 
 
+def simulated_event_numel(cell: Experiment, source) -> int:
+    """Values per simulated observation (a 1-point simulation; nothing of size n is made)."""
+    generator = generator_model(cell, source)
+    try:
+        one = generator.simulate(generator.check_params(cell.truth, "truth"), n=1)
+        return max(1, one.data[0].numel())
+    except (InputError, InputTypeError):  # the cell itself reports it, when run
+        return 1
+
+
 def check_plan_memory(config: Config) -> None:
-    """Before a run starts: every simulated cell's memory (a 1-point simulation gives the
-    size of one observation; nothing of size n is made)."""
+    """Before a run starts: every simulated cell's memory."""
     for exp in config.experiments:
         for _, _, cell in exp.cells():
             if cell.data["file"] is not None:
                 continue  # checked once the file is read, before any fitting
-            generator = generator_model(cell, config.source)
-            try:
-                one = generator.simulate(generator.check_params(cell.truth, "truth"), n=1)
-                event_numel = max(1, one.data[0].numel())
-            except (InputError, InputTypeError):  # the cell itself reports it, when run
-                event_numel = 1
             key = "data.n" if len(config.experiments) == 1 else f"experiments.{exp.name}.data.n"
             check_memory(cell, build_model(cell.model, config.source),
-                         simulated_size(cell.data), event_numel, config.source, key)
+                         simulated_size(cell.data), simulated_event_numel(cell, config.source),
+                         config.source, key)
+
+
+def problem_size(config: Config) -> int:
+    """The largest cell's observations x values x components x restarts (a data file
+    counts its bytes / 8 as observations x values): what ``auto`` threads look at."""
+    largest = 0
+    for exp in config.experiments:
+        for _, _, cell in exp.cells():
+            if cell.data["file"] is not None:
+                values = Path(cell.data["file"]).stat().st_size // 8
+            else:
+                values = simulated_size(cell.data) * simulated_event_numel(cell, config.source)
+            k = build_model(cell.model, config.source).k
+            largest = max(largest, values * k * cell.init["restarts"])
+    return largest
 
 
 def make_data(cell: Experiment, model, source):
@@ -262,6 +283,7 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
                  "restarts": cell.init["restarts"], "start": restarts["shared_start"],
                  "params": start.to_lists()},
         "restarts": restarts,
+        "torch_threads": torch.get_num_threads(),  # what this cell computed with
         "fits": {label: fit_summary(fit, data) for label, fit in fits.items()},
         "comparison": comparison.to_dict(),
         "aligned_to_truth": {k: v.to_lists() for k, v in comparison.aligned_params.items()},
@@ -315,7 +337,8 @@ def input_files(config: Config) -> list[str]:
 
 
 def inputs(config: Config) -> dict:
-    """What a resumed run must find unchanged: each input file's SHA-256, torch threads."""
+    """What a resumed run must find unchanged: each input file's SHA-256, torch threads
+    (the run's count, set by :func:`run`: the numbers may differ in round-off with it)."""
     return {"files": {path: store.sha256(Path(path)) for path in input_files(config)},
             "torch_threads": torch.get_num_threads()}
 
@@ -336,11 +359,12 @@ def changed_inputs(recorded: dict, now: dict) -> list[str]:
     threads = recorded.get("torch_threads")
     if threads != now["torch_threads"]:
         changes.append(f"torch threads: the run started with {threads}, now "
-                       f"{now['torch_threads']} (set OMP_NUM_THREADS={threads})")
+                       f"{now['torch_threads']} (pass --threads {threads})")
     return changes
 
 
-def start(config: Config, root: Path, resume: Path | None) -> tuple[Path, int, list[Path]]:
+def start(config: Config, root: Path, resume: Path | None, threads=None,
+          jobs: int = 1) -> tuple[Path, int, list[Path]]:
     """The ``.partial`` run directory, locked: new, or the one being resumed (checked).
 
     Returns:
@@ -354,7 +378,10 @@ def start(config: Config, root: Path, resume: Path | None) -> tuple[Path, int, l
             fd = store.lock(run)
             store.write_atomic(run / "config.toml", text, run)
             store.write_json(run / "inputs.json", record, run)
-            store.write_json(run / "provenance.json", store.provenance(), run)
+            prov = store.provenance()
+            if threads is not None:  # how the count was chosen, and the worker processes
+                prov.update(threads_source=threads.source, jobs=jobs)
+            store.write_json(run / "provenance.json", prov, run)
         except BaseException:
             store.remove_run(run, created)
             raise
@@ -388,34 +415,53 @@ def start(config: Config, root: Path, resume: Path | None) -> tuple[Path, int, l
 
 
 def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = None,
-        resume: Path | None = None) -> Path:
+        resume: Path | None = None, threads: int | str | None = None, jobs: int = 1) -> Path:
     """Run every cell of every experiment that is not already on disk; return the run dir.
 
     Each cell runs with torch's global random state forked and seeded (nothing should
     draw from it; if anything does, it repeats), so the caller's state is unchanged.
 
+    Args:
+        threads: torch threads (``--threads``); ``None``: ``EMVI_THREADS``, the config's
+            ``threads``, else auto (see :mod:`experiments.threads`). Set for the run only.
+        jobs: worker processes computing cells (each with ``threads`` threads); the
+            numbers are the same whatever ``jobs`` is.
+
     Raises:
         Interrupted: on Ctrl-C/SIGTERM, with the finished cells kept.
         ConfigError: for user errors found while running; a fresh run leaves nothing.
     """
+    from .threads import resolve, using
+
     reporter = reporter or Reporter()
     check_plan_memory(config)
-    run_dir, fd, created = start(config, Path(root), resume)
+    chosen = resolve(threads, config.threads, problem_size(config), jobs)
+    with using(chosen.count):
+        return _run(config, Path(root), reporter, resume, chosen, jobs)
+
+
+def _run(config: Config, root: Path, reporter: Reporter, resume: Path | None, threads,
+         jobs: int) -> Path:
+    run_dir, fd, created = start(config, root, resume, threads, jobs)
     plan = [(exp, ident, values, cell) for exp in config.experiments
             for ident, values, cell in exp.cells()]
-    done = 0
+    done, results = 0, None
     try:
-        for index, (exp, ident, values, cell) in enumerate(plan):
-            if store.load_cell(run_dir, exp.name, ident) is not None:
-                done += 1
-                continue
-            reporter.cell_started(exp.name, ident, index, len(plan))
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                result, history, arrays, files = run_cell(cell, config.source, reporter)
+        todo = [(index, exp, ident, values, cell)
+                for index, (exp, ident, values, cell) in enumerate(plan)
+                if store.load_cell(run_dir, exp.name, ident) is None]
+        done = len(plan) - len(todo)
+        if jobs > 1 and len(todo) > 1:
+            from .parallel import compute
+
+            results = compute(todo, config.source, threads.count, jobs)
+        else:
+            results = _sequential(todo, config.source, reporter, len(plan))
+        for (_, exp, ident, values, _), (result, history, arrays, files) in results:
             result = {"experiment": exp.name, "cell": ident, "values": values, **result}
             store.save_cell(run_dir, exp.name, ident, _clean(result), history, arrays, files)
             done += 1
+            reporter.cell_finished(exp.name, ident, done, len(plan))
         final = finalize(run_dir, config)
     except KeyboardInterrupt:
         store.unlock(fd)
@@ -425,8 +471,26 @@ def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = N
             store.remove_run(run_dir, created)
         store.unlock(fd)
         raise
+    finally:
+        if results is not None:
+            results.close()  # worker processes, if any, are stopped before anything else
     store.unlock(fd, final)
     return final
+
+
+def compute_cell(cell: Experiment, source, reporter: Reporter):
+    """:func:`run_cell` with torch's global random state forked and seeded: the same
+    numbers in this process or in a worker."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return run_cell(cell, source, reporter)
+
+
+def _sequential(todo: list, source, reporter: Reporter, total: int):
+    for item in todo:
+        index, exp, ident, _, cell = item
+        reporter.cell_started(exp.name, ident, index, total)
+        yield item, compute_cell(cell, source, reporter)
 
 
 def finalize(run_dir: Path, config: Config) -> Path:

@@ -12,14 +12,19 @@ objective of every restart, both paths, is kept in the cell's ``restarts`` recor
 
 from __future__ import annotations
 
-from ..inference import fit_em, fit_vi
+from ..inference import fit_em, fit_online_em, fit_vi
 from ..models.params import Params
 
 
 def _fit(label: str, cell, model, data, init: Params, reporter, title: str,
          record_params: bool):
-    reporter.fit_started(title, cell.em["max_iter"] if label == "em" else cell.vi["steps"])
-    if label == "em":
+    online = cell.em["online"] if label == "em" else None
+    reporter.fit_started(title, online["passes"] if online else
+                         cell.em["max_iter"] if label == "em" else cell.vi["steps"])
+    if online is not None:
+        fit = fit_online_em(model, data, init, **online, chunk_size=cell.em["chunk_size"],
+                            callback=reporter.fit_progress)
+    elif label == "em":
         em = cell.em
         fit = fit_em(model, data, init, max_iter=em["max_iter"], tol=em["tol"],
                      hard=em["hard"], chunk_size=em["chunk_size"],

@@ -60,7 +60,8 @@ class Chunks:
                 raise InputError("chunk_size: this model's M-step is generic (numerical) and "
                                  "needs all the data at once")
             chunk_size, cache_bytes = n, float("inf")
-        probe_data = model.split(data, max(16, n // 64))[0]  # a few slices, not n / 16
+        # rows: the first 16 (splitting all the data into 16-row views costs n/16 objects)
+        probe_data = data[:16] if torch.is_tensor(data) else model.split(data, 16)[0]
         probe = model.prepare(probe_data, shift)
         parts = _tensors(probe)
         unit_bytes = sum(t.numel() * t.element_size() for t in parts) / model.n_units(probe_data)

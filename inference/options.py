@@ -1,9 +1,10 @@
 """The fitting options, declared once: type, range, default and a line of help each.
 
 The Python API (:func:`~emvi.inference.em.fit_em`, :func:`~emvi.inference.vi.fit_vi`,
-:func:`~emvi.inference.init.initialize`), the config loader (sections ``[em]``,
-``[vi]``, ``[init]``) and ``emvi options`` all read these tables, so a default or a
-range cannot differ between them (as scikit-learn's ``_parameter_constraints``).
+:func:`~emvi.inference.init.initialize`, :func:`~emvi.inference.online.fit_online_em`),
+the config loader (sections ``[em]``, ``[vi]``, ``[init]``, the table ``em.online``)
+and ``emvi options`` all read these tables, so a default or a range cannot differ between
+them (as scikit-learn's ``_parameter_constraints``).
 """
 
 from __future__ import annotations
@@ -113,7 +114,18 @@ INIT = {
     "restarts": Option(int, 1, "independent starts, fitted as one batch; the best is kept",
                        low=1, high=10_000),
 }
-TABLES = {"em": EM, "vi": VI, "init": INIT}
+ONLINE = {
+    "batch_size": Option(int, 256, "observations (rows) per mini-batch", low=1,
+                         high=10**9),
+    "alpha": Option(float, 0.6, "step-size exponent: gamma_t = (t + t0)^-alpha, in (1/2, 1]",
+                    low=0.5, open_low=True, high=1.0),
+    "t0": Option(float, 2.0, "step-size offset: larger takes smaller early steps", low=0.0),
+    "passes": Option(int, 1, "passes over the data", low=1, high=10**6),
+    "polyak": Option(bool, False, "return the average of the second half's iterates"),
+    "seed": Option(int, 0, "the order of the mini-batches (a private generator)", low=0,
+                   high=2**63 - 1),
+}
+TABLES = {"em": EM, "vi": VI, "init": INIT, "online": ONLINE}
 
 
 def check_all(table: dict[str, Option], values: dict) -> dict:

@@ -90,20 +90,53 @@ def check_data(data, name: str, event_shape: tuple[int, ...],
         raise InputError(f"{name}: expected shape {want}, got {tuple(tensor.shape)}")
     if tensor.shape[0] == 0:
         raise InputError(f"{name}: expected at least one observation, got an empty array")
-    if missing:
-        refuse(tensor, torch.isinf(tensor), name, "finite values (or NaN for a missing entry)")
-    rows = torch.isnan(tensor).reshape(len(tensor), -1)
-    if not bool(rows.any()):
-        return check_finite(tensor, name)
+    infinite, nan, empty = row_flags(tensor)
+    if bool(infinite.any()):
+        refuse(tensor, torch.isinf(tensor), name,
+               "finite values (or NaN for a missing entry)" if missing else "finite values")
+    if not bool(nan.any()):
+        return tensor
     if not missing:
-        refuse(tensor, torch.isinf(tensor), name, "finite values")
-        raise InputError(f"{name}: missing values (NaN) in {_rows(rows.any(1))}; this model "
+        raise InputError(f"{name}: missing values (NaN) in {_rows(nan)}; this model "
                          "cannot take missing values: drop or impute those rows")
-    empty = rows.all(1)
     if bool(empty.any()):
         raise InputError(f"{name}: every entry is missing (NaN) in {_rows(empty)}: such rows "
                          "carry no information; drop them")
     return tensor
+
+
+#: bytes per block when data are scanned for NaN and infinities: the scan's memory is one
+#: block's intermediates, whatever the size of the data (a memory-mapped file is read,
+#: not copied)
+SCAN_BYTES = 1 << 20
+
+
+def block_rows(tensor: torch.Tensor) -> int:
+    """Rows per block of about :data:`SCAN_BYTES` of ``tensor``."""
+    row = max(1, tensor[:1].numel()) * tensor.element_size()
+    return max(1, SCAN_BYTES // row)
+
+
+def row_flags(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(n,)`` flags of the rows holding an infinity, a NaN, and only NaN; block by block,
+    into buffers made once (no allocation per block: the process does not grow)."""
+    n, step = len(tensor), block_rows(tensor)
+    device = tensor.device  # on the data's device, as every buffer below
+    infinite, nan, empty = (torch.empty(n, dtype=torch.bool, device=device) for _ in range(3))
+    flat = tensor.reshape(n, -1)
+    work = torch.empty((min(step, n), flat.shape[1]), dtype=tensor.dtype, device=device)
+    nan_work, inf_work = (torch.empty(work.shape, dtype=torch.bool, device=device)
+                          for _ in range(2))
+    for start in range(0, n, step):
+        block = flat[start: start + step]
+        rows, m = slice(start, start + len(block)), len(block)
+        torch.ne(block, block, out=nan_work[:m])  # NaN is the value unequal to itself
+        torch.abs(block, out=work[:m])
+        torch.eq(work[:m], math.inf, out=inf_work[:m])
+        torch.any(inf_work[:m], 1, out=infinite[rows])
+        torch.any(nan_work[:m], 1, out=nan[rows])
+        torch.all(nan_work[:m], 1, out=empty[rows])
+    return infinite, nan, empty
 
 
 def _rows(flags: torch.Tensor, shown: int = 8) -> str:
@@ -119,7 +152,10 @@ def check_observed_columns(data: torch.Tensor, name: str) -> None:
     learned about it (its parameters would stay where they started)."""
     if not data.is_floating_point() or data.dim() < 2:
         return
-    empty = torch.isnan(data).all(0)
+    empty = torch.ones(data.shape[1:], dtype=torch.bool, device=data.device)
+    step = block_rows(data)
+    for start in range(0, len(data), step):  # block by block: see row_flags
+        empty &= torch.isnan(data[start: start + step]).all(0)
     if bool(empty.any()):
         index = tuple(int(i) for i in torch.nonzero(empty)[0])
         where = index[0] if len(index) == 1 else index

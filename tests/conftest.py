@@ -1,8 +1,21 @@
-"""Shared test settings: hypothesis runs derandomised (CI must not flake), no deadlines."""
+"""Shared test settings: hypothesis runs derandomised (CI must not flake), no deadlines;
+fits on one torch thread.
+
+The suite's fits are small, and on a shared 2-core machine torch's default two threads
+waited on each other: tests/inference/test_invariants.py and
+test_restarts_and_convergence.py took 940 s with OMP_NUM_THREADS=2 and 106 s with 1 (other
+work running). ``EMVI_TEST_THREADS`` sets another count; subprocesses inherit it through
+``OMP_NUM_THREADS``.
+"""
 
 import os
 
+import torch
 from hypothesis import HealthCheck, settings
+
+THREADS = int(os.environ.get("EMVI_TEST_THREADS", "1"))
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
+torch.set_num_threads(THREADS)
 
 settings.register_profile(
     "ci",

@@ -66,6 +66,8 @@ def reference(data: torch.Tensor, common: bool) -> Reference:
     Each step divides by a power of two first, so no intermediate overflows. Missing
     entries (NaN) are left out (a coordinate never observed gets offset 0, scale 1).
     """
+    if data.numel() * data.element_size() > BLOCK_BYTES:  # large (perhaps memory-mapped)
+        return _reference_blocks(data, common)
     if bool(torch.isnan(data).any()):
         return _reference_observed(data, common)
     rough = power_of_two(data.abs().amax(0))
@@ -77,6 +79,52 @@ def reference(data: torch.Tensor, common: bool) -> Reference:
         scale = scale.amax().expand_as(scale).clone()
     offset = (data / scale).mean(0)
     return Reference(scale, offset, (data / scale - offset).abs().amax(0))
+
+
+#: data above this size are read by :func:`reference` in blocks of rows of about 1 MiB
+BLOCK_BYTES = 1 << 24
+
+
+def _blocks(data: torch.Tensor):
+    """``(block, workspace)`` pairs: rows of about 1 MiB, and a buffer of their shape made
+    once (no allocation per block, so the process does not grow with the data)."""
+    step = max(1, (1 << 20) // max(1, data[:1].numel() * data.element_size()))
+    work = torch.empty((min(step, len(data)),) + tuple(data.shape[1:]), dtype=data.dtype,
+                       device=data.device)
+    for start in range(0, len(data), step):
+        block = data[start: start + step]
+        yield block, work[: len(block)]
+
+
+def _reference_blocks(data: torch.Tensor, common: bool) -> Reference:
+    """:func:`reference` with every full-data intermediate taken one block of rows at a
+    time (memory: a block, whatever n); maxima are exact, means summed over blocks."""
+    flags = None
+    for b, w in _blocks(data):
+        flags = torch.empty(w.shape, dtype=torch.bool, device=w.device) if flags is None \
+            else flags
+        if bool(torch.ne(b, b, out=flags[: len(b)]).any()):  # NaN: unequal to itself
+            return _reference_observed(data, common)  # missing entries: all at once
+    n = len(data)
+    rough = torch.zeros(data.shape[1:], dtype=data.dtype, device=data.device)
+    for b, w in _blocks(data):
+        torch.maximum(rough, torch.abs(b, out=w).amax(0), out=rough)
+    rough = power_of_two(rough)
+    if common:
+        rough = rough.amax().expand_as(rough)
+    mean = sum(torch.div(b, rough, out=w).sum(0) for b, w in _blocks(data)) / n
+    spread = torch.zeros_like(rough)
+    for b, w in _blocks(data):
+        torch.maximum(spread, torch.div(b, rough, out=w).sub_(mean).abs_().amax(0), out=spread)
+    scale = rough * power_of_two(spread)
+    if common:
+        scale = scale.amax().expand_as(scale).clone()
+    offset = sum(torch.div(b, scale, out=w).sum(0) for b, w in _blocks(data)) / n
+    extent = torch.zeros_like(rough)
+    for b, w in _blocks(data):
+        torch.maximum(extent, torch.div(b, scale, out=w).sub_(offset).abs_().amax(0),
+                      out=extent)
+    return Reference(scale, offset, extent)
 
 
 def _reference_observed(data: torch.Tensor, common: bool) -> Reference:

@@ -6,12 +6,12 @@ import inspect
 import pathlib
 
 import pytest
-from emvi.experiments.config import SECTIONS
+from emvi.experiments.config import ONLINE_FIELDS, SECTIONS
 from emvi.inference import options
 
-from emvi import fit_em, fit_vi, initialize
+from emvi import fit_em, fit_online_em, fit_vi, initialize
 
-FUNCTIONS = {"em": fit_em, "vi": fit_vi, "init": initialize}
+FUNCTIONS = {"em": fit_em, "vi": fit_vi, "init": initialize, "online": fit_online_em}
 
 
 @pytest.mark.parametrize("section", sorted(options.TABLES))
@@ -24,7 +24,7 @@ def test_function_defaults_are_the_tables(section):
 @pytest.mark.parametrize("section", sorted(options.TABLES))
 def test_config_sections_are_the_tables(section):
     for name, option in options.TABLES[section].items():
-        field = SECTIONS[section][name]
+        field = (ONLINE_FIELDS if section == "online" else SECTIONS[section])[name]
         assert (field.kind, field.default, field.low, field.high) == (
             option.kind, option.default, option.low, option.high), (section, name)
 
