@@ -14,8 +14,10 @@ took 47 ms (1 thread) vs 55 ms (2) at n=300, 123 ms vs 1236 ms at n=30,000 and
 5.8 s). ``SMALL`` lies above the largest of these (1.8e6), where threads only pay off on
 an otherwise idle machine with cores to spare.
 
-The library itself (``fit_em``, ``fit_vi``, ...) never changes the thread count: it
-computes with whatever ``torch.set_num_threads`` says. Only a run does, for its duration.
+A run sets the count for its duration and puts the caller's back. Inside the library,
+``fit_em`` and ``fit_vi`` run one thread only while a fit is small (restarts x components
+x points below 2**18, :mod:`emvi.inference.intraop`) and restore the caller's setting when
+it ends; larger fits compute with whatever ``torch.set_num_threads`` says.
 """
 
 from __future__ import annotations
