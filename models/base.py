@@ -36,6 +36,7 @@ import torch
 from torch.distributions import constraints
 
 from .params import Params, ParamSpec
+from .priors import log_prior
 from .recipe import capture
 from .validation import (
     InputError,
@@ -283,7 +284,7 @@ class LatentModel(ABC):
     def log_prior(self, params: Params):
         """``(*batch,)`` log prior density of ``params`` (0 without priors): EM maximises the
         log-likelihood plus this; VI's program samples the same sites."""
-        return 0.0
+        return log_prior(self.prior_sites(), params)
 
     # -- parameters ----------------------------------------------------------------
     def params(self, **values) -> Params:

@@ -36,7 +36,7 @@ from .base import ASSIGNMENT, OBSERVATION, EStep, LatentModel, Simulation
 from .families.base import Family
 from .hmm_numerics import forward_backward, pair_counts, viterbi
 from .params import Params, ParamSpec
-from .priors import PriorSite, check_prior, log_prior
+from .priors import PriorSite, check_prior, simplex_site
 from .sequences import Sequences, as_sequences, check_lengths
 from .validation import InputError, InputTypeError, check_int
 
@@ -108,23 +108,13 @@ class HMM(LatentModel):
         self._sites = self._prior_sites()
 
     def _prior_sites(self) -> list[PriorSite]:
-        sites, k = [], self.k
-        if self.prior.on("initial"):
-            first = self.prior["initial"]["concentration"].expand(k)
-            sites.append(PriorSite("initial", lambda p: dist.Dirichlet(first),
-                                   lambda p: p["initial"], lambda v: {"initial": v}))
-        if self.prior.on("transition"):
-            rows = self.prior["transition"]["concentration"].expand(k)
-            sites.append(PriorSite("transition",
-                                   lambda p: dist.Dirichlet(rows).expand((k,)).to_event(1),
-                                   lambda p: p["transition"], lambda v: {"transition": v}))
-        return sites + self.family.prior_sites(self.prior, k)
+        k = self.k
+        return (simplex_site("initial", self.prior, k)
+                + simplex_site("transition", self.prior, k, rows=k)
+                + self.family.prior_sites(self.prior, k))
 
     def prior_sites(self) -> list[PriorSite]:
         return self._sites
-
-    def log_prior(self, params) -> torch.Tensor | float:
-        return log_prior(self._sites, params)
 
     def describe(self) -> str:
         fixed, prior = ", ".join(self.fixed), ", ".join(self.prior)

@@ -20,7 +20,7 @@ from torch.distributions import constraints
 from .base import ASSIGNMENT, OBSERVATION, EStep, LatentModel, posterior
 from .families.base import Family, Prepared
 from .params import Params, ParamSpec
-from .priors import PriorSite, check_prior, log_prior
+from .priors import PriorSite, check_prior, simplex_site
 from .validation import InputError, InputTypeError
 
 EPS = torch.finfo(torch.float64).eps
@@ -59,18 +59,11 @@ class Mixture(LatentModel):
         return {"weights": ParamSpec((k,), constraints.simplex, doc="mixing weights")}
 
     def _prior_sites(self) -> list[PriorSite]:
-        sites = []
-        if self.prior.on("weights"):
-            concentration = self.prior["weights"]["concentration"].expand(self.k)
-            sites.append(PriorSite("weights", lambda p: dist.Dirichlet(concentration),
-                                   lambda p: p["weights"], lambda v: {"weights": v}))
-        return sites + self.family.prior_sites(self.prior, self.k)
+        return (simplex_site("weights", self.prior, self.k)
+                + self.family.prior_sites(self.prior, self.k))
 
     def prior_sites(self) -> list[PriorSite]:
         return self._sites
-
-    def log_prior(self, params) -> torch.Tensor | float:
-        return log_prior(self._sites, params)
 
     def describe(self) -> str:
         fixed = ", ".join(self.fixed)

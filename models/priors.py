@@ -177,6 +177,18 @@ class PriorSite:
         return self.distribution(params).log_prob(self.value(params))
 
 
+def simplex_site(name: str, prior: Prior, k: int, rows: int | None = None) -> list[PriorSite]:
+    """``[]``, or the site of a ``Dirichlet(concentration)`` prior on parameter ``name``: one
+    simplex of size ``k`` (mixing weights, initial probabilities) or ``rows`` of them (a
+    transition matrix)."""
+    if not prior.on(name):
+        return []
+    concentration = prior[name]["concentration"].expand(k)
+    shape = () if rows is None else (rows,)
+    return [PriorSite(name, lambda p: dist.Dirichlet(concentration).expand(shape).to_event(
+        len(shape)), lambda p: p[name], lambda v: {name: v})]
+
+
 def log_prior(sites: list[PriorSite], params) -> torch.Tensor | float:
     """The sum of the sites' log densities at ``params`` (0 without priors)."""
     return sum((site.log_prob(params) for site in sites), 0.0)
