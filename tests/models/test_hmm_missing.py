@@ -103,3 +103,60 @@ def test_a_list_padded_arrays_and_a_csv_give_the_same_sequences(tmp_path):
         assert other.lengths.tolist() == [3, 1, 2]
         assert torch.equal(other.flat().isnan(), listed.flat().isnan())
         assert float(model.log_likelihood(other, truth)) == expected
+
+
+# -- data.missing on simulated sequences -------------------------------------------------------
+def test_entries_removed_from_steps_are_seeded_exact_and_may_empty_a_step():
+    from emvi.experiments import missing
+    from emvi.experiments.config import ConfigError
+
+    model, truth = make("hmm_gaussian_diag")
+    data = model.simulate(truth, lengths=[40, 25, 35], seed=0).data
+    spec = missing.check_spec(0.4, "test")
+    a, b = (missing.remove(data, spec, 3, "test") for _ in range(2))
+    assert isinstance(a, Sequences) and a.lengths.tolist() == [40, 25, 35]
+    hidden = a.flat().isnan()
+    assert torch.equal(hidden, b.flat().isnan()) and int(hidden.sum()) == 80  # 0.4 * 200
+    assert bool(hidden.all(1).any())  # whole steps go missing too: they stay in place
+    assert torch.equal(a.flat()[~hidden], data.flat()[~hidden])
+    mar = missing.remove(data, missing.check_spec({"fraction": 0.3, "mechanism": "mar"},
+                                                  "test"), 3, "test")
+    assert not bool(mar.flat()[:, 0].isnan().any())
+    scalar, scalar_truth = make("hmm_poisson")
+    counts = scalar.simulate(scalar_truth, lengths=[30], seed=0).data
+    assert int(missing.remove(counts, spec, 0, "test").flat().isnan().sum()) == 12
+    with pytest.raises(ConfigError, match="'mar' keeps one coordinate of each step"):
+        missing.remove(counts, missing.check_spec({"fraction": 0.3, "mechanism": "mar"},
+                                                  "test"), 0, "test")
+
+
+def test_a_config_with_missing_entries_in_hmm_steps_runs(tmp_path):
+    import json
+
+    from emvi.experiments.cli import main
+
+    config = tmp_path / "hmm_missing.toml"
+    config.write_text("""
+model = { name = "gaussian_hmm", k = 2, dim = 2, covariance = "tied", program = "discrete_hmm" }
+data = { sequences = 3, length = 20, seed = 0, missing = 0.3 }
+[truth]
+initial = [0.5, 0.5]
+transition = [[0.9, 0.1], [0.15, 0.85]]
+locs = [[-2.0, 0.0], [2.0, 1.0]]
+covariances = [[1.0, 0.3], [0.3, 0.8]]
+[init]
+method = "kmeans++"
+seed = 0
+[em]
+max_iter = 50
+[vi]
+enabled = false
+[plots]
+enabled = false
+""", encoding="utf-8")
+    assert main(["run", str(config), "--quiet", "--out", str(tmp_path / "out")]) == 0
+    metrics = json.loads(next((tmp_path / "out").rglob("metrics.json")).read_text())
+    cell = metrics["experiments"]["hmm_missing"]["cells"][0]
+    assert cell["missing"]["fraction"] == pytest.approx(0.3)
+    assert set(cell["missing"]["methods"]) == {"em"}  # no shortcuts for an HMM
+    assert cell["missing"]["methods"]["em"]["errors"]["locs"] < 1.0
