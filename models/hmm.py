@@ -17,6 +17,13 @@ posteriors, expected transition counts and the log-likelihood; the emission
 statistics are the family's own, weighted by the posteriors, so the family's
 closed-form M-step is reused. Hard EM decodes with Viterbi (Viterbi training).
 Responsibilities are per step: ``(N, k)`` over the valid steps, sequence after sequence.
+
+Missing entries (NaN) are for families that take them (``Family.supports_missing``): the
+family's masked log densities enter forward–backward and its masked expected statistics
+are weighted by the state posteriors; both programs observe the family's NaN-masked
+distributions (placeholders before any arithmetic, so no NaN reaches a gradient). A step
+with every entry missing has emission density one: it stays in its sequence and moves
+the chain (unlike a mixture's empty row, which would be dropped).
 """
 
 from __future__ import annotations
