@@ -10,6 +10,11 @@ observed, and every other entry of a row is missing with probability
 least one entry (a row with nothing observed carries no information). The removal is
 seeded by ``data.seed`` on a stream of its own.
 
+A hidden Markov model's steps lose entries the same way, except that a step may lose every
+entry under ``mcar`` (it stays in its sequence: it emits with probability one but moves
+the chain). There are no shortcuts to compare (dropping steps would join the steps either
+side of them) and no imputation: the result holds the exact fits' errors.
+
 The shortcuts, fitted with the cell's own ``[init]`` and ``[em]`` options:
 
 - ``drop_rows``: fit on the complete rows only (listwise deletion), impute with that fit;
@@ -30,6 +35,7 @@ import torch
 
 from ..inference import fit_em, initialize
 from ..inference.compare import parameter_errors
+from ..models.sequences import Sequences, pad
 from .config import ConfigError
 
 MECHANISMS = ("mcar", "mar")
@@ -83,9 +89,11 @@ def remove(data: torch.Tensor, spec: dict | None, seed: int, source,
     """``data: (n, d)`` with entries removed (NaN) as ``spec`` says, seeded by ``seed``."""
     if spec is None:
         return data
+    if isinstance(data, Sequences):
+        return _remove_from_steps(data, spec, seed, source, key)
     if not isinstance(data, torch.Tensor):
-        raise ConfigError(source, key, "entries are removed from a mixture's rows, not from "
-                          "sequences")
+        raise ConfigError(source, key, "entries are removed from a mixture's rows or an "
+                          "HMM's steps")
     if data.dim() != 2 or data.shape[1] < 2:
         raise ConfigError(source, key, "the model's observations have one coordinate: an "
                           "entry cannot go missing without its whole row")
@@ -105,6 +113,34 @@ def remove(data: torch.Tensor, spec: dict | None, seed: int, source,
             raise ConfigError(source, f"{key}.column", f"no column {spec['column']} in {d}")
         missing = _at_random(data.numpy(), spec, rng)
     return data.masked_fill(torch.as_tensor(missing), math.nan)
+
+
+def _remove_from_steps(data: Sequences, spec: dict, seed: int, source, key: str) -> Sequences:
+    """An HMM's steps with entries removed: under ``mcar`` exactly ``round(fraction * N * d)``
+    of all entries, whole steps included; ``mar`` as for rows (the driving column is kept)."""
+    flat = data.flat()
+    entries = flat.reshape(len(flat), -1)
+    if bool(torch.isnan(entries).any()):
+        raise ConfigError(source, key, "the data have missing entries already")
+    n, d = entries.shape
+    rng = np.random.default_rng([seed, STREAM])
+    if spec["mechanism"] == "mcar":
+        missing = np.zeros(n * d, dtype=bool)
+        missing[rng.choice(n * d, size=round(spec["fraction"] * n * d), replace=False)] = True
+    else:
+        if d < 2:
+            raise ConfigError(source, f"{key}.mechanism", "'mar' keeps one coordinate of each "
+                              "step observed: these steps have only one (use 'mcar')")
+        if spec["column"] >= d:
+            raise ConfigError(source, f"{key}.column", f"no column {spec['column']} in {d}")
+        most = (d - 1) / d
+        if spec["fraction"] > most:
+            raise ConfigError(source, f"{key}.fraction", f"at most {most:.3g} of the entries "
+                              f"can go missing with {d} per step under 'mar', got "
+                              f"{spec['fraction']:g}")
+        missing = _at_random(entries.numpy(), spec, rng)
+    hidden = torch.as_tensor(missing.reshape(flat.shape))
+    return pad(flat.masked_fill(hidden, math.nan), data.lengths)
 
 
 def _completely_at_random(n: int, d: int, fraction: float, rng) -> np.ndarray:
@@ -153,6 +189,8 @@ def evaluate(cell, model, complete: torch.Tensor, observed: torch.Tensor, fits: 
         ``{"fraction": realised fraction, "methods": {name: {"errors": {param: max abs
         error} or None, "imputation_rmse": float or None, "notes": [...]}}}``.
     """
+    if isinstance(observed, Sequences):
+        return _exact_only(model, observed, fits, truth, comparable)
     hidden = torch.isnan(observed)
     out = {}
     for label, fit in fits.items():
@@ -172,6 +210,17 @@ def evaluate(cell, model, complete: torch.Tensor, observed: torch.Tensor, fits: 
     out["mean_impute"] = _score(model, fit.params, filled, complete, hidden, truth, comparable)
     return {"fraction": float(hidden.double().mean()), "complete_rows": int(rows.sum()),
             "methods": out}
+
+
+def _exact_only(model, observed: Sequences, fits: dict, truth, comparable) -> dict:
+    """An HMM's exact fits against the truth: no shortcuts, no imputation."""
+    hidden = torch.isnan(observed.flat()).reshape(observed.n_observations, -1)
+    note = "a hidden Markov model: no shortcuts to compare and no imputation"
+    methods = {label: {"errors": parameter_errors(model, truth, fit.params) if comparable
+                       else None, "imputation_rmse": None, "notes": [note]}
+               for label, fit in fits.items()}
+    return {"fraction": float(hidden.double().mean()),
+            "complete_rows": int((~hidden.any(1)).sum()), "methods": methods}
 
 
 def _shortcut(cell, model, data):

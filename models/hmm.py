@@ -17,6 +17,13 @@ posteriors, expected transition counts and the log-likelihood; the emission
 statistics are the family's own, weighted by the posteriors, so the family's
 closed-form M-step is reused. Hard EM decodes with Viterbi (Viterbi training).
 Responsibilities are per step: ``(N, k)`` over the valid steps, sequence after sequence.
+
+Missing entries (NaN) are for families that take them (``Family.supports_missing``): the
+family's masked log densities enter forward–backward and its masked expected statistics
+are weighted by the state posteriors; both programs observe the family's NaN-masked
+distributions (placeholders before any arithmetic, so no NaN reaches a gradient). A step
+with every entry missing has emission density one: it stays in its sequence and moves
+the chain (unlike a mixture's empty row, which would be dropped).
 """
 
 from __future__ import annotations
@@ -38,7 +45,13 @@ from .hmm_numerics import forward_backward, pair_counts, viterbi
 from .params import Params, ParamSpec
 from .priors import PriorSite, check_prior, simplex_site
 from .sequences import Sequences, as_sequences, check_lengths
-from .validation import InputError, InputTypeError, check_int
+from .validation import (
+    InputError,
+    InputTypeError,
+    check_int,
+    check_observed_columns,
+    empty_rows_allowed,
+)
 
 EPS = torch.finfo(torch.float64).eps
 TINY = torch.finfo(torch.float64).tiny
@@ -128,16 +141,33 @@ class HMM(LatentModel):
         return as_sequences(data, name, self._check_steps)
 
     def _check_steps(self, steps, name):
-        """One sequence's steps, checked by the family; missing entries (NaN) are refused:
-        the forward-backward pieces here need every emission."""
+        """One sequence's steps (or all, pooled), checked by the family.
+
+        Missing entries (NaN) are for families that take them (``supports_missing``): the
+        emission density is the observed entries' marginal, and a step with every entry
+        missing emits with probability one but still moves the chain (it is kept, unlike
+        a mixture's empty row). Other families refuse them, naming the steps.
+        """
+        if self.family.supports_missing:
+            with empty_rows_allowed():
+                return self.family.check_data(steps, name)
         try:
             values = np.asarray(steps, dtype=np.float64)
         except (TypeError, ValueError, RuntimeError):
             values = None  # the family says what is wrong with them
-        if values is not None and bool(np.isnan(values).any()):
-            raise InputError(f"{name}: expected finite values (an HMM's emissions cannot "
-                             "have missing entries)")
+        if values is not None and values.ndim > 0 and bool(np.isnan(values).any()):
+            where = np.flatnonzero(np.isnan(values.reshape(len(values), -1)).any(1))
+            shown = ", ".join(str(t) for t in where[:8]) + (
+                f" (and {len(where) - 8} more)" if len(where) > 8 else "")
+            raise InputError(f"{name}: missing values (NaN) at step{'s' if len(where) > 1 else ''}"
+                             f" {shown}; {self.family.describe()} emissions cannot take "
+                             "missing values: drop or impute them")
         return self.family.check_data(steps, name)
+
+    def check_fit_data(self, data: Sequences, name: str = "data") -> None:
+        """At least ``k`` steps, and no coordinate missing (NaN) at every step."""
+        super().check_fit_data(data, name)
+        check_observed_columns(data.flat(), name)
 
     def split(self, data: Sequences, size: int) -> list[Sequences]:
         """Chunks of at most ``size`` whole sequences."""

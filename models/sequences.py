@@ -194,7 +194,7 @@ def as_sequences(data, name: str, check_flat) -> Sequences:
                          f"for {flat.shape[0]} steps")
     if (isinstance(data, Sequences) and data.values.dtype == DTYPE
             and tuple(checked.shape[1:]) == data.event_shape):
-        if torch.equal(checked, flat):
+        if torch.allclose(checked, flat, rtol=0, atol=0, equal_nan=True):  # NaN: missing
             return data
     return pad(checked, lengths)
 

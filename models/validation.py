@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import numbers
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 import torch
@@ -69,6 +71,22 @@ def check_finite(tensor: torch.Tensor, name: str) -> torch.Tensor:
     return refuse(tensor, ~torch.isfinite(tensor), name, "finite values")
 
 
+#: whether :func:`check_data` keeps rows with every entry missing (an HMM's steps: such a
+#: step emits with probability one but still moves the chain)
+_EMPTY_ROWS = ContextVar("empty_rows", default=False)
+
+
+@contextmanager
+def empty_rows_allowed():
+    """Inside, :func:`check_data` with ``missing=True`` keeps rows whose every entry is
+    missing instead of refusing them (what a family's own ``check_data`` calls)."""
+    token = _EMPTY_ROWS.set(True)
+    try:
+        yield
+    finally:
+        _EMPTY_ROWS.reset(token)
+
+
 def check_data(data, name: str, event_shape: tuple[int, ...],
                missing: bool = False) -> torch.Tensor:
     """Data as a float64 tensor of shape ``(n, *event_shape)``, n >= 1, finite except for
@@ -78,7 +96,8 @@ def check_data(data, name: str, event_shape: tuple[int, ...],
 
     Args:
         missing: NaN marks a missing entry (the family marginalises it); a row with every
-            entry missing carries no information and is refused. Without it, NaN is
+            entry missing carries no information and is refused (kept inside
+            :func:`empty_rows_allowed`). Without it, NaN is
             refused with one error naming the rows. Infinities are always refused.
     """
     tensor = as_tensor(data, name)
@@ -99,7 +118,7 @@ def check_data(data, name: str, event_shape: tuple[int, ...],
     if not missing:
         raise InputError(f"{name}: missing values (NaN) in {_rows(nan)}; this model "
                          "cannot take missing values: drop or impute those rows")
-    if bool(empty.any()):
+    if bool(empty.any()) and not _EMPTY_ROWS.get():
         raise InputError(f"{name}: every entry is missing (NaN) in {_rows(empty)}: such rows "
                          "carry no information; drop them")
     return tensor

@@ -24,6 +24,7 @@ from emvi.models import (
     RegressionMixture,
     TwoCoins,
 )
+from emvi.models.sequences import pad
 
 CASES = {
     "kmeans": lambda: (KMeans(k=3, dim=2), {"locs": [[-6.0, -4.0], [0.0, 6.0], [7.0, -2.0]]}),
@@ -202,6 +203,20 @@ HMM_CASES = {
     ),
 }
 
+#: hidden Markov models whose steps have missing entries (NaN, missing completely at random):
+#: the fraction of entries removed. A step may lose every entry (a scalar one always does): it
+#: stays in its sequence. Each reuses the complete-data case of its name without ``_missing``
+HMM_MISSING = {
+    "hmm_gaussian_full_missing": 0.3,
+    "hmm_gaussian_diag_missing": 0.3,
+    "hmm_gaussian_spherical_missing": 0.3,
+    "hmm_gaussian_tied_missing": 0.3,
+    "hmm_casino_missing": 0.3,
+    "hmm_poisson_missing": 0.3,
+    "hmm_bernoulli_missing": 0.3,
+}
+HMM_CASES.update({name: HMM_CASES[name.removesuffix("_missing")] for name in HMM_MISSING})
+
 #: which case stands for each registered model name
 REGISTERED = {"kmeans": "kmeans", "two_coins": "two_coins", "gaussian_mixture": "gmm_full",
               "bernoulli_mixture": "bernoulli", "categorical_mixture": "categorical",
@@ -234,3 +249,46 @@ def observe(name: str, data: torch.Tensor, seed: int) -> torch.Tensor:
     if name not in MISSING:
         return data
     return remove_entries(data, MISSING[name], seed)
+
+
+def remove_step_entries(data, fraction: float, seed: int):
+    """Sequences ``data`` with about ``fraction`` of the entries of its steps set to NaN at
+    random: a step may lose all of them, every coordinate keeps one entry."""
+    flat = data.flat()
+    entries = flat.reshape(len(flat), -1)
+    gen = torch.Generator().manual_seed(20_000 + seed)
+    missing = torch.rand(entries.shape, generator=gen) < fraction
+    keep = torch.randint(len(entries), (entries.shape[1],), generator=gen)
+    missing[keep, torch.arange(entries.shape[1])] = False
+    return pad(flat.masked_fill(missing.reshape(flat.shape), float("nan")), data.lengths)
+
+
+def observe_steps(name: str, data, seed: int):
+    """The sequences an HMM case's fits see: for a missing-data case, with entries removed."""
+    if name not in HMM_MISSING:
+        return data
+    return remove_step_entries(data, HMM_MISSING[name], seed)
+
+
+def parameter_distance(model, truth, params) -> float:
+    """The sum over parameters of the Frobenius norm of the error, after label alignment
+    (many entries at once: steadier than the largest one)."""
+    from emvi.inference.compare import alignment, permute
+
+    aligned = permute(model, params, alignment(model, truth, params))
+    return sum(float((aligned[name] - truth[name]).norm()) for name in truth)
+
+
+def forced_missing_path(family, data: torch.Tensor, shift):
+    """A complete chunk ``data: (n, *event)`` prepared by ``family`` as if it had missing
+    entries (the missing-data code path, which must then equal the complete one)."""
+    from emvi.models.families import gaussian_missing
+    from emvi.models.families.missing import MaskedPrepared, placeholder
+
+    if family.name == "gaussian":
+        return gaussian_missing.prepare(data, shift,
+                                        grouped=family.covariance in ("full", "tied"))
+    x, seen = placeholder(data)
+    base = family.log_base(x) if family.name == "poisson" else None
+    return MaskedPrepared(family.statistics(x, shift), seen.reshape(len(x), -1).T.contiguous(),
+                          base, shift)

@@ -3,8 +3,9 @@
 Parameters: ``rates: (k,)`` for one count per observation; with ``dim > 1``,
 ``rates: (k, dim)``: ``dim`` counts per observation, independent given the component
 (reads of ``dim`` genes). ``log p(x | r) = sum_i x_i log r_i - r_i - log x_i!``. A
-missing count (NaN, vector counts only) drops its term; the M-step counts it as ``r_i``
-(its expectation; see :mod:`.missing`).
+missing count (NaN) drops its term; the M-step counts it as ``r_i`` (its expectation; see
+:mod:`.missing`). A scalar count that is missing is a whole observation missing: a mixture
+refuses it, an HMM's step keeps it (it emits with probability one).
 """
 
 from __future__ import annotations
@@ -78,23 +79,29 @@ class Poisson(Family):
             return rates.log().clamp_min(LOG_FLOOR).unsqueeze(-1), rates
         return rates.log().clamp_min(LOG_FLOOR), rates.sum(-1)
 
-    # -- missing counts (vector counts): the mask joins the statistics ----------------------
+    # -- missing counts: the mask joins the statistics ---------------------------------------
     def prepare(self, data, shift):
         if not has_missing(data):
             return super().prepare(data, shift)
         x, seen = placeholder(data)
-        return MaskedPrepared(x.T.contiguous(), seen.T.contiguous(), self.log_base(x), shift)
+        return MaskedPrepared(self.statistics(x, shift), seen.reshape(len(x), -1).T.contiguous(),
+                              self.log_base(x), shift)
+
+    def _vector(self, rates):
+        """``rates`` as ``(*B, k, dim)``, scalar counts included."""
+        return rates.unsqueeze(-1) if self.dim == 1 else rates
 
     def log_densities(self, prepared, params):
         if not isinstance(prepared, MaskedPrepared):
             return super().log_densities(prepared, params)
-        rates = params["rates"]
+        rates = self._vector(params["rates"])
         return masked_log_densities(prepared, rates.log().clamp_min(LOG_FLOOR), rates)
 
     def accumulate(self, prepared, resp, params):
         if not isinstance(prepared, MaskedPrepared):
             return super().accumulate(prepared, resp, params)
-        rates = params["rates"] if "rates" in params else observed_means(prepared, resp)
+        rates = (self._vector(params["rates"]) if "rates" in params
+                 else observed_means(prepared, resp))
         return {"sums": expected_sums(prepared, resp, rates)}
 
     def maximize(self, stats, params, fixed=frozenset()):
@@ -118,8 +125,8 @@ class Poisson(Family):
             len(event)), lambda p: p["rates"], lambda v: {"rates": v})]
 
     def distribution(self, params, z, inputs=None):
-        if self.dim == 1:
-            return dist.Poisson(pick(params["rates"], z, 0))
+        if self.dim == 1:  # a missing count: a missing step of an HMM
+            return MaskedPoisson(pick(params["rates"], z, 0))
         return MaskedPoisson(pick(params["rates"], z, 1)).to_event(1)
 
     def features(self, data):
@@ -136,6 +143,7 @@ class Poisson(Family):
         return torch.arange(int(data.max()) + 2, dtype=data.dtype)
 
     def random_params(self, k, data, generator):
-        mean = (data.mean() if self.dim == 1 else column_means(data)).clamp_min(0.5)
+        mean = (column_means(data) if self.dim > 1 or has_missing(data)
+                else data.mean()).clamp_min(0.5)
         return {"rates": mean * (0.3 + 1.4 * torch.rand(
             k, *self.event_shape, generator=generator, dtype=data.dtype))}

@@ -7,14 +7,7 @@ import pytest
 import torch
 from emvi.experiments import missing
 from emvi.experiments.config import build_model, load
-from emvi.inference.compare import alignment, permute
-
-
-def distance(model, truth, params) -> float:
-    """The sum over parameters of the Frobenius norm of the error, after label alignment
-    (many entries at once: steadier than the largest one)."""
-    aligned = permute(model, params, alignment(model, truth, params))
-    return sum(float((aligned[name] - truth[name]).norm()) for name in truth)
+from model_cases import parameter_distance as distance
 
 
 @pytest.mark.slow

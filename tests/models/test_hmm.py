@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 import torch
 from emvi.inference import fit_em, initialize, pyro_log_likelihood
-from emvi.models import HMM, CategoricalHMM, Family, GaussianHMM, ParamSpec, PoissonHMM, Sequences
+from emvi.models import (
+    HMM,
+    CategoricalHMM,
+    Exponential,
+    Family,
+    GaussianHMM,
+    ParamSpec,
+    PoissonHMM,
+    Sequences,
+)
 from emvi.models.families.base import pick
 from emvi.models.hmm_numerics import forward_backward, viterbi
 from hypothesis import given, settings
@@ -57,8 +66,21 @@ BAD = [
      "lengths: expected whole numbers in 1..5"),
     ("a zero length", lambda: Sequences(np.zeros((2, 5)), [0, 5]), "lengths:"),
     ("a fractional length", lambda: Sequences(np.zeros((2, 5)), [2.5, 5]), "lengths:"),
-    ("NaN in a valid step", lambda: GAUSS.check_data([np.ones(3), np.array([1.0, math.nan])]),
-     "data[1]: expected finite values"),
+    ("NaN for a family without missing values",
+     lambda: HMM(Exponential(), 2).check_data([np.ones(3), np.array([1.0, 2.0, math.nan])]),
+     "data[1]: missing values (NaN) at step 2; exponential emissions cannot take missing"),
+    ("NaN in one sequence (no other)", lambda: HMM(Exponential(), 2).check_data(
+        [math.nan, 1.0, math.nan]), "data: missing values (NaN) at steps 0, 2;"),
+    ("an infinity, not a missing value",
+     lambda: GAUSS.check_data([np.ones(3), np.array([1.0, math.inf, math.nan])]),
+     "data[1]: expected finite values (or NaN for a missing entry), found inf at index (1, 0)"),
+    ("a coordinate missing at every step", lambda: fit_em(
+        GaussianHMM(k=2, dim=2), [np.array([[1.0, math.nan], [2.0, math.nan]]),
+                                  np.array([[0.0, math.nan]])], None),
+     "data: every entry of column 1 is missing"),
+    ("a missing step of a family without missing values",
+     lambda: HMM(Exponential(), 2).check_data([[1.0, 2.0], [math.nan]]),
+     "data[1]: missing values (NaN) at step 0"),
     ("steps of other shapes", lambda: GAUSS.check_data([np.ones((3, 1)), np.ones((2, 2))]),
      "data[1]: expected steps of shape (1,)"),
     ("a bad symbol", lambda: CategoricalHMM(k=2, categories=6).check_data([[0, 5], [6, 1]]),

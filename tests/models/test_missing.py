@@ -23,7 +23,7 @@ from emvi.models import (
 )
 from emvi.models.families import gaussian_missing as gm
 from emvi.models.families.base import Prepared
-from emvi.models.families.missing import MaskedPrepared, placeholder
+from model_cases import forced_missing_path as forced
 from model_cases import make, remove_entries
 from scipy.stats import multivariate_normal
 
@@ -103,26 +103,14 @@ def test_one_gaussian_matches_a_textbook_em_with_missing_data(covariance):
 
 
 # -- the missing-data code path on complete data equals the complete-data path --------------
-def forced(model, data):
-    """A complete chunk prepared as if it had missing entries."""
-    family = model.family
-    if family.name == "gaussian":
-        return gm.prepare(data, model.shift(data), grouped=family.covariance in ("full", "tied"))
-    if family.name == "categorical":
-        return MaskedPrepared(family.statistics(data, None), torch.ones_like(data).T, None,
-                              None)
-    x, seen = placeholder(data)
-    base = family.log_base(x) if family.name == "poisson" else None
-    return MaskedPrepared(x.T.contiguous(), seen.T.contiguous(), base, None)
-
-
 @pytest.mark.parametrize("name", ["gmm_full", "gmm_tied", "gmm_diag", "gmm_spherical",
                                   "bernoulli", "categorical", "poisson_vector"])
 def test_missing_data_path_on_complete_data_equals_the_complete_path(name):
     model, truth = make(name)
     data = model.simulate(truth, n=300, seed=0).data
     params = model.check_params(model.random_params(data, torch.Generator().manual_seed(1)))
-    complete, masked = model.prepare(data, model.shift(data)), forced(model, data)
+    complete, masked = model.prepare(data, model.shift(data)), forced(model.family, data,
+                                                                       model.shift(data))
     assert isinstance(complete, Prepared) and not isinstance(masked, Prepared)
     joint, other = model.family.log_densities(complete, params), model.family.log_densities(
         masked, params)
