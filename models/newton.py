@@ -1,0 +1,54 @@
+"""Safeguarded Newton steps for a small smooth objective (the generic M-step's numerics).
+
+Pure functions of tensors: the gradient and Hessian of a scalar built from a flat
+parameter vector, and an ascent direction from them that exists even where the Hessian
+is not negative definite.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def derivatives(value: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient and Hessian of ``value`` with respect to the leaf ``theta``.
+
+    Args:
+        value: a scalar, a differentiable function of ``theta`` (its graph is kept).
+        theta: ``(P,)`` leaf tensor.
+
+    Returns:
+        ``(gradient (P,), hessian (P, P))``, detached; zeros where ``value`` does not
+        depend on an entry.
+    """
+    (grad,) = torch.autograd.grad(value, theta, create_graph=True, retain_graph=True)
+    rows = []
+    for p in range(theta.numel()):
+        if grad[p].requires_grad:
+            (row,) = torch.autograd.grad(grad[p], theta, retain_graph=True, allow_unused=True)
+            rows.append(torch.zeros_like(theta) if row is None else row)
+        else:
+            rows.append(torch.zeros_like(theta))
+    hessian = torch.stack(rows)
+    return grad.detach(), 0.5 * (hessian + hessian.mT).detach()
+
+
+def ascent_direction(grad: torch.Tensor, hessian: torch.Tensor) -> torch.Tensor:
+    """A Newton direction for *maximising*: ``-H^{-1} g`` where ``H`` is negative definite,
+    with each eigenvalue replaced by minus its absolute value (floored relative to the
+    largest) otherwise, so the direction always ascends (``g . d >= 0``).
+
+    Args:
+        grad: ``(P,)`` gradient; hessian: ``(P, P)`` symmetric Hessian.
+
+    Returns:
+        ``(P,)`` direction; zeros where the gradient is zero or not finite.
+    """
+    if not bool(torch.isfinite(grad).all()) or not bool(torch.isfinite(hessian).all()):
+        return torch.zeros_like(grad)
+    curvature, basis = torch.linalg.eigh(-hessian)
+    scale = float(curvature.abs().max()) if curvature.numel() else 0.0
+    if scale == 0.0:
+        return grad.clone()
+    floor = 1e-10 * scale
+    return basis @ ((basis.mT @ grad) / curvature.abs().clamp_min(floor))
