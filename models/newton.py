@@ -42,13 +42,29 @@ def ascent_direction(grad: torch.Tensor, hessian: torch.Tensor) -> torch.Tensor:
         grad: ``(P,)`` gradient; hessian: ``(P, P)`` symmetric Hessian.
 
     Returns:
-        ``(P,)`` direction; zeros where the gradient is zero or not finite.
+        ``(P,)`` direction; zeros where the gradient or the Hessian is not finite.
     """
-    if not bool(torch.isfinite(grad).all()) or not bool(torch.isfinite(hessian).all()):
-        return torch.zeros_like(grad)
-    curvature, basis = torch.linalg.eigh(-hessian)
-    scale = float(curvature.abs().max()) if curvature.numel() else 0.0
+    return direction(grad, curvature(hessian))
+
+
+def curvature(hessian: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The factor :func:`direction` uses, computed once per Hessian: ``(scales (P,),
+    basis (P, P))``, the absolute eigenvalues of ``-H`` (floored at 1e-10 of the largest;
+    all ones where ``H = 0``: a gradient step) and its eigenvectors; ``None`` when ``H`` is
+    not finite."""
+    if not bool(torch.isfinite(hessian).all()):
+        return None
+    values, basis = torch.linalg.eigh(-hessian)
+    scale = float(values.abs().max()) if values.numel() else 0.0
     if scale == 0.0:
-        return grad.clone()
-    floor = 1e-10 * scale
-    return basis @ ((basis.mT @ grad) / curvature.abs().clamp_min(floor))
+        return torch.ones_like(values), torch.eye(len(values), dtype=hessian.dtype)
+    return values.abs().clamp_min(1e-10 * scale), basis
+
+
+def direction(grad: torch.Tensor, factor) -> torch.Tensor:
+    """The ascent direction from ``grad`` and a :func:`curvature` factor (zeros where
+    either is not finite)."""
+    if factor is None or not bool(torch.isfinite(grad).all()):
+        return torch.zeros_like(grad)
+    scales, basis = factor
+    return basis @ ((basis.mT @ grad) / scales)

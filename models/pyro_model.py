@@ -30,7 +30,7 @@ from pyro.infer import config_enumerate
 from torch.distributions import biject_to
 
 from .base import EStep, LatentModel, posterior
-from .newton import ascent_direction, derivatives
+from .newton import curvature, derivatives, direction
 from .params import Params, interior
 from .validation import check_data
 
@@ -50,7 +50,8 @@ class Traced(NamedTuple):
         theta: ``(P,)`` leaf: the free parameters, unconstrained and flattened.
         joint: ``(k, n)`` ``log p(x_n, z_n = j)``, with its autograd graph to ``theta``
             when one was recorded.
-        hessian: ``(P, P)`` the Hessian of the M-step that led here, to reuse (or None).
+        hessian: ``(P, P)`` the Hessian of the M-step that led here, to reuse (or None),
+            and ``factor`` its :func:`~models.newton.curvature`.
     """
 
     data: torch.Tensor
@@ -58,6 +59,7 @@ class Traced(NamedTuple):
     theta: torch.Tensor
     joint: torch.Tensor
     hessian: torch.Tensor | None = None
+    factor: tuple | None = None
 
 class PyroModel(LatentModel):
     """Base class for a model defined by its program alone (see the module docstring).
@@ -83,7 +85,8 @@ class PyroModel(LatentModel):
         self.event_shape = tuple(event_shape)
 
     def __getstate__(self):  # copies and pickles leave the caches behind
-        return {k: v for k, v in self.__dict__.items() if k not in ("_enumerable", "_traces")}
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("_enumerable", "_traces", "_free_layout")}
 
     def check_data(self, data, name="data"):
         return check_data(data, name, self.event_shape)
@@ -177,19 +180,26 @@ class PyroModel(LatentModel):
             return torch.zeros(0, dtype=torch.float64)
         return torch.cat(parts).detach()
 
+    def _layout(self) -> list:
+        """``[(name, transform, unconstrained shape, offset in theta)]`` of the free
+        parameters, built once."""
+        if "_free_layout" not in self.__dict__:
+            layout, at = [], 0
+            for name in self._free():
+                transform = biject_to(self.specs[name].constraint)
+                shape = transform.inverse_shape(torch.Size(self.specs[name].shape))
+                layout.append((name, transform, shape, at))
+                at += shape.numel()
+            self._free_layout = layout
+        return self._free_layout
+
     def _unflatten(self, theta: torch.Tensor, params: Params) -> Params:
         """The parameters at ``theta`` (differentiably), the others taken from ``params``."""
-        out, at = Params(), 0
-        for name, spec in self.specs.items():
-            if spec.fixed:
-                out[name] = params[name] if name in params else self.fixed[name]
-                continue
-            transform = biject_to(spec.constraint)
-            shape = transform.inverse_shape(torch.Size(spec.shape))
-            size = shape.numel()
-            out[name] = transform(theta[at: at + size].reshape(shape))
-            at += size
-        return out
+        out = Params({name: params[name] if name in params else self.fixed[name]
+                      for name, spec in self.specs.items() if spec.fixed})
+        for name, transform, shape, at in self._layout():
+            out[name] = transform(theta[at: at + shape.numel()].reshape(shape))
+        return Params({name: out[name] for name in self.specs})
 
     def _trace_at(self, data, theta: torch.Tensor, params: Params) -> Traced:
         """Run the program once at ``theta``, recording the graph when autograd may."""
@@ -252,19 +262,21 @@ class PyroModel(LatentModel):
         for _ in range(iterations):
             if not current.joint.requires_grad:  # traced under no_grad: trace it again
                 current = self._trace_at(data, current.theta, current.values)
-            hessian = current.hessian
+            hessian, factor = current.hessian, current.factor
             with torch.enable_grad():
                 value = (resp * current.joint).sum()
                 level = float(value.detach())
                 if hessian is None:
                     grad, hessian = derivatives(value, current.theta)
+                    factor = curvature(hessian)
                 else:
                     (grad,) = torch.autograd.grad(value, current.theta, retain_graph=True)
-            accepted = self._line_search(data, resp, current, level, grad, hessian)
+            accepted = self._line_search(data, resp, current, level, grad, hessian, factor)
             if accepted is None and current.hessian is not None:  # stale: try a fresh one
                 with torch.enable_grad():
                     grad, hessian = derivatives(value, current.theta)
-                accepted = self._line_search(data, resp, current, level, grad, hessian)
+                accepted = self._line_search(data, resp, current, level, grad, hessian,
+                                             curvature(hessian))
             if accepted is None:
                 break
             current, gain = accepted
@@ -272,12 +284,12 @@ class PyroModel(LatentModel):
                 break
         return current
 
-    def _line_search(self, data, resp, current: Traced, value: float, grad, hessian):
+    def _line_search(self, data, resp, current: Traced, value: float, grad, hessian, factor):
         """The first of ``theta + step / 2**i`` (``step``: the Newton ascent direction) inside
         every support with a finite ``Q`` no lower than ``value`` (an unbounded likelihood,
         e.g. a Gamma on identical points, sends Newton off to infinity): ``(trace there,
         gain)`` with the Hessian to reuse (``None``: compute it afresh next), or ``None``."""
-        step = ascent_direction(grad, hessian)
+        step = direction(grad, factor)
         if not bool(step.abs().max() > 0):
             return None
         predicted = float(grad @ step + 0.5 * step @ hessian @ step)
@@ -292,7 +304,8 @@ class PyroModel(LatentModel):
             trial = float((resp * traced.joint.detach()).sum())
             if trial == trial and trial >= value and trial != float("inf"):
                 good = i == 0 and trial - value >= REUSE * predicted
-                return traced._replace(hessian=hessian if good else None), trial - value
+                return traced._replace(hessian=hessian if good else None,
+                                       factor=factor if good else None), trial - value
         return None
 
     def _inside(self, values: Params) -> bool:
