@@ -236,3 +236,22 @@ def test_a_generic_m_step_on_an_unbounded_likelihood_stays_finite():
         assert expected_complete(model, data, step.stats["resp"], new) >= expected_complete(
             model, data, step.stats["resp"], params)
         params = new
+
+
+def test_a_stale_hessian_that_cannot_step_is_replaced_by_a_fresh_one(program_case):
+    """The M-step reuses the previous iteration's Hessian; where that gives no usable step
+    it must compute a fresh one rather than stop (EM would then look converged)."""
+    from emvi.models.newton import curvature
+
+    model, data, init = program_case
+    params = model.maximize(model.expect(data, init).stats, init)
+    step = model.expect(data, params)  # the M-step's own trace, with its Hessian
+    assert model._traces[0].hessian is not None
+    size = model._traces[0].theta.numel()
+    useless = -1e300 * torch.eye(size, dtype=torch.float64)  # steps below round-off
+    model._traces = [t._replace(hessian=useless, factor=curvature(useless))
+                     for t in model._traces]
+    new = model.maximize(step.stats, params)
+    before = expected_complete(model, data, step.stats["resp"], params)
+    after = expected_complete(model, data, step.stats["resp"], new)
+    assert after > before + 1e-6 * abs(before)
