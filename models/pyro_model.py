@@ -61,8 +61,12 @@ class Traced(NamedTuple):
     hessian: torch.Tensor | None = None
     factor: tuple | None = None
 
+
 class PyroModel(LatentModel):
     """Base class for a model defined by its program alone (see the module docstring).
+
+    The latest E- or M-step's traces (with their autograd graphs) stay on the model until
+    the next step replaces them; copies and pickles leave them behind.
 
     Args:
         k: number of values of the assignment.
