@@ -1,0 +1,59 @@
+"""The generic M-step's Newton numerics: derivatives and an ascent direction that always
+ascends."""
+
+from __future__ import annotations
+
+import torch
+from emvi.models.newton import ascent_direction, derivatives
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+def test_derivatives_of_a_quadratic_are_exact():
+    a = torch.tensor([[3.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    b = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    theta = torch.tensor([0.5, -1.5], dtype=torch.float64, requires_grad=True)
+    value = -0.5 * theta @ a @ theta + b @ theta + theta[0] ** 3
+    grad, hessian = derivatives(value, theta)
+    x = theta.detach()
+    torch.testing.assert_close(grad, -a @ x + b + torch.tensor([3 * x[0] ** 2, 0.0],
+                                                               dtype=torch.float64))
+    torch.testing.assert_close(hessian, -a + torch.diag(torch.tensor([6 * x[0], 0.0],
+                                                                     dtype=torch.float64)))
+
+
+def test_a_parameter_the_value_ignores_gets_zero_derivatives():
+    theta = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    grad, hessian = derivatives(theta[0] * 3.0, theta)  # linear: no second-order graph
+    torch.testing.assert_close(grad, torch.tensor([3.0, 0.0], dtype=torch.float64))
+    assert torch.equal(hessian, torch.zeros(2, 2, dtype=torch.float64))
+
+
+def test_the_newton_direction_maximises_a_concave_quadratic_in_one_step():
+    a = torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
+    b = torch.tensor([2.0, -1.0], dtype=torch.float64)
+    x = torch.tensor([5.0, 5.0], dtype=torch.float64)
+    step = ascent_direction(-a @ x + b, -a)
+    torch.testing.assert_close(x + step, torch.linalg.solve(a, b))
+
+
+@settings(max_examples=30)
+@given(st.lists(st.floats(-5, 5), min_size=9, max_size=9),
+       st.lists(st.floats(-5, 5), min_size=3, max_size=3))
+def test_the_direction_ascends_whatever_the_curvature(entries, gradient):
+    """Indefinite or singular Hessians included: ``g . d >= 0``, and ``> 0`` unless g = 0."""
+    m = torch.tensor(entries, dtype=torch.float64).reshape(3, 3)
+    hessian = m + m.T
+    grad = torch.tensor(gradient, dtype=torch.float64)
+    step = ascent_direction(grad, hessian)
+    assert bool(torch.isfinite(step).all())
+    slope = float(grad @ step)
+    assert slope >= 0.0
+    if float(grad.abs().max()) > 1e-6:
+        assert slope > 0.0
+
+
+def test_a_non_finite_gradient_gives_no_step():
+    grad = torch.tensor([float("nan"), 1.0], dtype=torch.float64)
+    assert torch.equal(ascent_direction(grad, -torch.eye(2, dtype=torch.float64)),
+                       torch.zeros(2, dtype=torch.float64))
