@@ -217,7 +217,9 @@ def launch(args, workers: int) -> str:
     argv = rank_argv(args)
     folder = tempfile.mkdtemp(prefix="emvi-rendezvous-")
     init_method = "file://" + os.path.join(folder, "rendezvous")
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")  # one clean process imports torch once for all
+    ctx.set_forkserver_preload([__name__, "emvi.experiments.runner",
+                                "emvi.inference.distributed", "torch._dynamo"])
     procs, conns = [], []
     try:
         for rank in range(workers):

@@ -17,7 +17,9 @@ def launch(target, world: int, folder, timeout: float = 240.0) -> tuple[dict, li
     """Run ``target`` on ``world`` spawned ranks; ``({(rank, name): value}, exit codes)``."""
     import multiprocessing as mp
 
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")  # the server imports torch once for every rank
+    ctx.set_forkserver_preload(["distributed_workers", "emvi.inference.distributed",
+                                "torch._dynamo"])
     queue = ctx.Queue()
     procs = [ctx.Process(target=_main, args=(target, r, world, str(folder), queue))
              for r in range(world)]
