@@ -232,8 +232,15 @@ def bench_hmm(repeats: int, quick: bool) -> list[dict]:
     return run(repeats, quick)
 
 
+def bench_distributed(repeats: int, quick: bool) -> list[dict]:
+    from .distributed import bench_distributed as run
+
+    return run(repeats, quick)
+
+
 BENCHMARKS = {"gmm": bench_gmm_iteration, "restarts": bench_restarts, "kmeans": bench_kmeans,
-              "pyro_step": bench_pyro_step, "missing": bench_missing, "hmm": bench_hmm}
+              "pyro_step": bench_pyro_step, "missing": bench_missing, "hmm": bench_hmm,
+              "distributed": bench_distributed}
 
 
 def main(argv=None) -> int:
