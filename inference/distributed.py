@@ -236,8 +236,9 @@ class EMReducer:
         return {key: stats[key] + d for key, d in zip(keys, summed)}, moved
 
 
-def _start(model, data, init, shift, group):
-    """Shared preparation: checked shard, rank 0's init and shift, and the whole n."""
+def _start(model, data, init, shift, group, need_shift: bool = True):
+    """Shared preparation: checked shard, rank 0's init and shift (when needed: EM), and
+    the whole n."""
     group = group if isinstance(group, Group) else Group(group)
     notes = precision_notes(data)
     data = model.check_data(data)
@@ -245,8 +246,9 @@ def _start(model, data, init, shift, group):
     local = torch.tensor([model.n_observations(data)], dtype=torch.float64)
     n = int(group.sum([local])[0])
     check_k(model.k, n)
-    params, shift = group.from_rank0((params, shift if shift is not None or group.rank
-                                      else model.shift(data)))
+    if need_shift and shift is None and group.rank == 0:
+        shift = model.shift(data)
+    params, shift = group.from_rank0((params, shift))
     return group, notes, data, Params(params), shift, n
 
 
@@ -358,7 +360,7 @@ def fit_vi_distributed(model, data, init, *, group=None,
     check_posterior(model, "point", options)
 
     def body():
-        grp, notes, local, params, _, n = _start(model, data, init, None, group)
+        grp, notes, local, params, _, n = _start(model, data, init, None, group, False)
         return run_vi(model, local, params, options, "point", notes,
                       distributed_objective(grp, n))
 
