@@ -5,10 +5,15 @@ EM: every rank runs the same loop (:func:`~inference.em.run_em`); after the E-st
 its shard, the statistics, log-likelihood and objective are packed into one flat float64
 buffer and summed by ONE ``all_reduce`` per iteration, so every rank takes the same
 M-step from the same sums and reaches the same convergence decision (the sum is the
-same bits on every rank). VI: every rank evaluates TraceEnum_ELBO on its shard; the
-objective is a sum over shards, so one ``all_reduce`` of the loss and its gradients per
-evaluation gives every rank the whole objective's gradient, and the optimiser (Adam, or
-L-BFGS, whose line search sees the same values everywhere) moves every rank alike.
+same bits on every rank). Hard EM adds an ``all_gather`` of candidate points and an
+``all_reduce`` of their moves in an iteration that relocates an empty component. A model's
+statistics must have the same names and shapes on every shard (they follow from the
+parameters' shapes in every model here), since the buffers are summed element by element.
+
+VI: every rank evaluates TraceEnum_ELBO on its shard; the objective is a sum over shards,
+so one ``all_reduce`` of the loss and its gradients per evaluation gives every rank the
+whole objective's gradient, and the optimiser (Adam, or L-BFGS, whose line search sees
+the same values everywhere) moves every rank alike.
 
 The model's ``shift`` (a numerical reference such as the Gaussian's standardisation)
 must be the same on every rank: pass the whole data's (``model.shift(data)``) for results
