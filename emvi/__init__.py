@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 _EXPORTS = {
     **dict.fromkeys([
         "Comparison", "Fit", "Progress", "Uncertainty", "adjusted_rand_index", "bootstrap",
-        "compare", "fit_em", "fit_online_em", "fit_vi", "initialize", "load",
+        "compare", "fit_em", "fit_em_distributed", "fit_online_em", "fit_vi",
+        "fit_vi_distributed", "initialize", "load",
         "louis_information", "observed_information", "open_npy", "pyro_gradient",
         "pyro_log_likelihood", "pyro_map_assignments", "pyro_posterior"], ".inference"),
     **dict.fromkeys([

@@ -92,6 +92,18 @@ def resume_hint(args, path) -> str:
 
 
 def cmd_run(args) -> int:
+    from ..inference.distributed import torchrun_environment
+
+    if args.workers > 1 and args.jobs > 1:
+        raise UsageError("--workers and --jobs cannot be combined: --workers shares each fit "
+                         "between processes, --jobs computes sweep cells side by side")
+    if torchrun_environment():
+        if args.workers > 1:
+            raise UsageError("--workers: torchrun starts the processes (--nproc_per_node); "
+                             "drop --workers")
+        return _run_torchrun(args)
+    if args.workers > 1:
+        return _run_workers(args)
     from .config import load
     from .runner import Interrupted, run
 
@@ -109,6 +121,37 @@ def cmd_run(args) -> int:
     if not args.quiet:
         summarize(path)
     print(f"report: {path / 'report.md'}")
+    return 0
+
+
+def _run_workers(args) -> int:
+    """``--workers N``: N local ranks share every fit; a failing rank is reported."""
+    from .workers import WorkerFailed, launch
+
+    try:
+        path = Path(launch(args, args.workers))
+    except WorkerFailed as exc:
+        print(f"emvi: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR if exc.user else EXIT_BUG
+    if not args.quiet:
+        summarize(path)
+    print(f"report: {path / 'report.md'}")
+    return 0
+
+
+def _run_torchrun(args) -> int:
+    """One rank of torchrun's group: rank 0 writes the run and prints as usual."""
+    from . import workers
+
+    group = workers.join()
+    try:
+        path = workers.run_rank(args, group)
+    finally:
+        workers.leave()
+    if path is not None:
+        if not args.quiet:
+            summarize(path)
+        print(f"report: {path / 'report.md'}")
     return 0
 
 
@@ -243,6 +286,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=_jobs, default=1, metavar="N",
                      help="compute sweep cells in N worker processes (default 1); the "
                      "numbers do not depend on N")
+    run.add_argument("--workers", type=_jobs, default=1, metavar="N",
+                     help="share every fit between N local processes (torch.distributed, "
+                     "gloo; default 1); under torchrun, its processes are the workers")
     run.set_defaults(func=cmd_run)
     lst = sub.add_parser("list", help="registered models and shipped configs")
     lst.add_argument("--options", action="store_true",

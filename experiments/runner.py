@@ -19,7 +19,7 @@ from ..inference.persist import fit_bytes
 from ..models import registry
 from ..models.params import Params
 from ..models.validation import InputError, InputTypeError
-from . import memory, pooling_report, store, uncertainty_report
+from . import memory, pooling_report, store, uncertainty_report, workers
 from . import missing as missing_entries
 from .align import align_fits
 from .config import (
@@ -249,6 +249,8 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
     if not (cell.em["enabled"] or cell.vi["enabled"]):
         raise ConfigError(source, "em.enabled", "both em and vi are disabled: nothing to fit")
     fits, restarts, start = fit_paths(cell, model, data, init, reporter)
+    if workers.follower():  # rank 0 compares and writes
+        return None
 
     comparable = truth is not None and true_k == model.k and matches(model, truth)
     sure = uncertainty_report.summarize(cell.uncertainty, fits, model,
@@ -381,6 +383,8 @@ def start(config: Config, root: Path, resume: Path | None, threads=None,
             prov = store.provenance()
             if threads is not None:  # how the count was chosen, and the worker processes
                 prov.update(threads_source=threads.source, jobs=jobs)
+            if workers.current() is not None:  # ranks sharing every fit
+                prov.update(workers=workers.current().world_size)
             store.write_json(run / "provenance.json", prov, run)
         except BaseException:
             store.remove_run(run, created)
@@ -415,7 +419,8 @@ def start(config: Config, root: Path, resume: Path | None, threads=None,
 
 
 def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = None,
-        resume: Path | None = None, threads: int | str | None = None, jobs: int = 1) -> Path:
+        resume: Path | None = None, threads: int | str | None = None, jobs: int = 1,
+        group=None) -> Path | None:
     """Run every cell of every experiment that is not already on disk; return the run dir.
 
     Each cell runs with torch's global random state forked and seeded (nothing should
@@ -426,6 +431,9 @@ def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = N
             ``threads``, else auto (see :mod:`experiments.threads`). Set for the run only.
         jobs: worker processes computing cells (each with ``threads`` threads); the
             numbers are the same whatever ``jobs`` is.
+        group: a :class:`~inference.distributed.Group` sharing every fit (``--workers``,
+            torchrun; see :mod:`experiments.workers`): rank 0 writes the run and returns
+            its directory, the other ranks compute the fits and return ``None``.
 
     Raises:
         Interrupted: on Ctrl-C/SIGTERM, with the finished cells kept.
@@ -435,8 +443,11 @@ def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = N
 
     reporter = reporter or Reporter()
     check_plan_memory(config)
-    chosen = resolve(threads, config.threads, problem_size(config), jobs)
-    with using(chosen.count):
+    ranks = 1 if group is None else group.world_size  # processes, as --jobs (threads)
+    chosen = resolve(threads, config.threads, problem_size(config), max(jobs, ranks))
+    with using(chosen.count), workers.active(group):
+        if workers.follower():
+            return workers.follow(config, reporter)
         return _run(config, Path(root), reporter, resume, chosen, jobs)
 
 
@@ -451,15 +462,17 @@ def _run(config: Config, root: Path, reporter: Reporter, resume: Path | None, th
                 for index, (exp, ident, values, cell) in enumerate(plan)
                 if store.load_cell(run_dir, exp.name, ident) is None]
         done = len(plan) - len(todo)
+        workers.share_plan([item[0] for item in todo])  # the other ranks fit the same cells
         if jobs > 1 and len(todo) > 1:
             from .parallel import compute
 
             results = compute(todo, config.source, threads.count, jobs)
         else:
             results = _sequential(todo, config.source, reporter, len(plan))
-        for (_, exp, ident, values, _), (result, history, arrays, files) in results:
+        for (index, exp, ident, values, _), (result, history, arrays, files) in results:
             result = {"experiment": exp.name, "cell": ident, "values": values, **result}
             store.save_cell(run_dir, exp.name, ident, _clean(result), history, arrays, files)
+            workers.cell_done(index)
             done += 1
             reporter.cell_finished(exp.name, ident, done, len(plan))
         final = finalize(run_dir, config)

@@ -14,24 +14,29 @@ from __future__ import annotations
 
 from ..inference import fit_em, fit_online_em, fit_vi
 from ..models.params import Params
+from ..models.validation import InputError
+from . import workers
 
 
 def _fit(label: str, cell, model, data, init: Params, reporter, title: str,
          record_params: bool):
     online = cell.em["online"] if label == "em" else None
+    em_fit, vi_fit = workers.fitters(model, data, fit_em, fit_vi)  # shared by ranks or not
     reporter.fit_started(title, online["passes"] if online else
                          cell.em["max_iter"] if label == "em" else cell.vi["steps"])
     if online is not None:
+        if workers.current() is not None:
+            raise InputError("em.online: online EM runs in one process; drop --workers")
         fit = fit_online_em(model, data, init, **online, chunk_size=cell.em["chunk_size"],
                             callback=reporter.fit_progress)
     elif label == "em":
         em = cell.em
-        fit = fit_em(model, data, init, max_iter=em["max_iter"], tol=em["tol"],
+        fit = em_fit(model, data, init, max_iter=em["max_iter"], tol=em["tol"],
                      hard=em["hard"], chunk_size=em["chunk_size"],
                      callback=reporter.fit_progress, record_params=record_params)
     else:
         vi = cell.vi
-        fit = fit_vi(model, data, init, optimizer=vi["optimizer"], lr=vi["lr"],
+        fit = vi_fit(model, data, init, optimizer=vi["optimizer"], lr=vi["lr"],
                      steps=vi["steps"], tol=vi["tol"], patience=vi["patience"],
                      posterior=vi["posterior"], callback=reporter.fit_progress,
                      record_params=record_params)

@@ -2,6 +2,7 @@
 
 from .bootstrap import bootstrap
 from .compare import Comparison, adjusted_rand_index, alignment, compare, permute
+from .distributed import RankFailed, fit_em_distributed, fit_vi_distributed
 from .em import fit_em
 from .enumeration import (
     pyro_gradient,
@@ -20,8 +21,9 @@ from .uncertainty import Uncertainty, louis_information, observed_information
 from .vi import fit_vi
 
 __all__ = [
-    "Comparison", "Fit", "INIT_METHODS", "Progress", "Uncertainty", "adjusted_rand_index",
-    "alignment", "bootstrap", "compare", "fit_em", "fit_online_em", "fit_vi",
+    "Comparison", "Fit", "INIT_METHODS", "Progress", "RankFailed", "Uncertainty",
+    "adjusted_rand_index", "alignment", "bootstrap", "compare", "fit_em",
+    "fit_em_distributed", "fit_online_em", "fit_vi", "fit_vi_distributed",
     "initialize", "load", "open_npy",
     "louis_information", "observed_information", "permute", "pyro_log_likelihood",
     "pyro_gradient", "pyro_log_posterior", "pyro_map_assignments", "pyro_posterior",

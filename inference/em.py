@@ -52,8 +52,9 @@ def _tensors(value) -> list[torch.Tensor]:
 class Chunks:
     """The data split into chunks, with each chunk's prepared form cached when it fits."""
 
-    def __init__(self, model, data, shift, chunk_size: int | None, cache_bytes: int):
-        self.model, self.data, self.shift = model, data, shift
+    def __init__(self, model, data, shift, chunk_size: int | None, cache_bytes: int,
+                 reducer=None):
+        self.model, self.data, self.shift, self.reducer = model, data, shift, reducer
         n = model.n_units(data)
         if not model.chunkable:  # its statistics are not additive
             if chunk_size is not None:
@@ -76,6 +77,13 @@ class Chunks:
 
     def __len__(self) -> int:
         return len(self.pieces)
+
+    @property
+    def n_observations(self) -> int:
+        """Observations of the whole fit: with a ``reducer``, summed over its processes."""
+        if self.reducer is not None:
+            return self.reducer.n_observations
+        return self.model.n_observations(self.data)
 
     def prepared(self):
         if self.cache is not None:
@@ -105,6 +113,8 @@ class Chunks:
             last = step
         scores = torch.cat(scores, -1) if keep_scores else None
         responsibilities = last.responsibilities if len(self) == 1 else None
+        if self.reducer is not None:  # summed over processes (inference/distributed.py)
+            stats, log_lik, objective = self.reducer.sum(stats, log_lik, objective)
         return stats, log_lik, objective, responsibilities, scores
 
 
@@ -118,6 +128,8 @@ def _relocate_empty(model, chunks: Chunks, stats: dict, scores, params: Params, 
         The corrected statistics and the relocated components, ``[(row, component)]``
         where ``row`` indexes the batch (``None`` unbatched).
     """
+    if chunks.reducer is not None:  # the farthest points of all processes
+        return chunks.reducer.relocate(model, chunks, stats, scores, params, batch)
     empty = model.empty_components(stats)
     if not bool(empty.any()):
         return stats, []
@@ -245,6 +257,19 @@ def fit_em(model, data, init, *, max_iter: int = EM["max_iter"].default,
     params = model.check_params(init, "init")
     options = Options(max_iter, tol, hard, chunk_size, callback, record_params,
                       track_log_likelihood, cache_bytes, model)
+    return run_em(model, data, params, options, notes)
+
+
+def run_em(model, data, params: Params, options: Options, notes: list, shift=None,
+           reducer=None) -> Fit:
+    """The EM loop on checked ``data`` and ``params`` (see :func:`fit_em`).
+
+    Args:
+        shift: the model's reference for ``data`` (``None``: ``model.shift(data)``).
+        reducer: sums each E-step's statistics, log-likelihood and objective over
+            processes, and relocates empty components among all their points (see
+            :mod:`inference.distributed`); ``None``: this process has all the data.
+    """
     batch = params.batch_shape(model.specs)
     if len(batch) > 1:
         raise InputError(f"init: expected at most one restart dimension, got batch shape {batch}")
@@ -255,10 +280,12 @@ def fit_em(model, data, init, *, max_iter: int = EM["max_iter"].default,
     with torch.inference_mode(model.m_step_kind == "closed-form"), warnings_as_notes(notes), \
             serial_when_small(elements):
         run = EMRun(params, batch[0] if batch else 1)
-        chunks = Chunks(model, data, model.shift(data), options.chunk_size, options.cache_bytes)
+        chunks = Chunks(model, data, model.shift(data) if shift is None else shift,
+                        options.chunk_size, options.cache_bytes, reducer)
         _iterate(model, chunks, run, batched=bool(batch), options=options, start=start)
         final_lls = _final_log_likelihoods(model, chunks, run, bool(batch))
-    return _result(model, data, run, final_lls, bool(batch), options, notes)
+    return _result(model, data, run, final_lls, bool(batch), options, notes,
+                   chunks.n_observations)
 
 
 def _subset(params: Params, model, rows: list[int], batched: bool) -> Params:
@@ -276,7 +303,7 @@ def _scatter(params: Params, new: Params, rows: list[int]) -> Params:
 
 def _iterate(model, chunks: Chunks, run: EMRun, batched: bool, options: Options, start: float):
     """E-step, convergence check, M-step until every restart has stopped."""
-    n = model.n_observations(chunks.data)
+    n = chunks.n_observations
     hard = options.hard
     for iteration in range(options.max_iter + 1):
         current = _subset(run.params, model, run.active, batched)
@@ -338,7 +365,8 @@ def _final_log_likelihoods(model, chunks: Chunks, run: EMRun, batched: bool) -> 
     return last
 
 
-def _result(model, data, run: EMRun, final_lls, batched: bool, options: Options, notes) -> Fit:
+def _result(model, data, run: EMRun, final_lls, batched: bool, options: Options, notes,
+            n: int) -> Fit:
     objectives = torch.tensor(run.objectives, dtype=torch.float64)  # (T, R)
     lls = torch.tensor(run.log_likelihoods, dtype=torch.float64)
     best = best_restart(objectives[-1])
@@ -353,7 +381,7 @@ def _result(model, data, run: EMRun, final_lls, batched: bool, options: Options,
         change = abs(objectives[length - 1, best] - objectives[max(length - 2, 0), best])
         notes.append(f"not converged: max_iter={options.max_iter} reached while the objective "
                      f"per observation still changed by "
-                     f"{float(change) / model.n_observations(data):.2g} "
+                     f"{float(change) / n:.2g} "
                      f"(tol={options.tol:g}); raise max_iter or tol")
     notes += model.diagnose(data, chosen)
     resp = None

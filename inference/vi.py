@@ -127,6 +127,16 @@ class Objective:
     def loss(self) -> torch.Tensor:
         return self.elbo.differentiable_loss(self.pyro_model, self.guide, self.data)
 
+    def backward(self, loss: torch.Tensor, leaves: list[torch.Tensor]) -> torch.Tensor:
+        """Gradients of ``loss`` into ``leaves``; returns the objective's loss (a
+        distributed objective sums both over processes: inference/distributed.py)."""
+        loss.backward()
+        return loss
+
+    def n_observations(self) -> int:
+        """Observations of the whole objective (the unit of the convergence rule)."""
+        return self.model.n_observations(self.data)
+
     def snapshot(self) -> Params:
         """The current parameters (for a posterior guide: its medians)."""
         with torch.no_grad():
@@ -216,15 +226,14 @@ def _small_change(run: VIRun, options: VIOptions, n: int) -> bool:
 
 def _optimize(objective: Objective, options: VIOptions, run: VIRun, method: str) -> None:
     """The steps; L-BFGS evaluates at the current point first, and that value is recorded."""
-    opt = make_optimizer(options, objective.leaves())
+    leaves = objective.leaves()
+    opt = make_optimizer(options, leaves)
 
     def closure():
         opt.zero_grad()
-        loss = objective.loss()
-        loss.backward()
-        return loss
+        return objective.backward(objective.loss(), leaves)
 
-    n = objective.model.n_observations(objective.data)
+    n = objective.n_observations()
     with pyro.validation_enabled(True):  # check the program once, at the initial point
         objective.elbo.loss(objective.pyro_model, objective.guide, objective.data)
     start = time.perf_counter()
@@ -287,22 +296,29 @@ def fit_vi(model, data, init, *, optimizer: str = VI["optimizer"].default,
     params = model.check_params(init, "init")
     options = VIOptions.check(optimizer, lr, steps, tol, patience, callback, record_params)
     posterior = check_posterior(model, VI["posterior"].check(posterior, "posterior"), options)
+    return run_vi(model, data, params, options, posterior, notes)
+
+
+def run_vi(model, data, params: Params, options: VIOptions, posterior: str, notes: list,
+           objective_type=None) -> Fit:
+    """The optimisation on checked ``data`` and ``params`` (see :func:`fit_vi`);
+    ``objective_type``: the :class:`Objective` class (a distributed one sums over
+    processes), ``None`` for :class:`Objective`."""
+    objective_type = objective_type or Objective
     batch = params.batch_shape(model.specs)
     if len(batch) > 1:
         raise InputError(f"init: expected at most one restart dimension, got batch {batch}")
     if batch and (model.plate_nesting(params) < 2 or posterior != "point"):
         # a program written for one parameter set, or sampled globals: one start at a time
-        fits = [fit_vi(model, data, params.select(b, model.specs), optimizer=optimizer, lr=lr,
-                       steps=steps, tol=tol, patience=patience, posterior=posterior,
-                       callback=callback, record_params=record_params)
-                for b in range(batch[0])]
+        fits = [run_vi(model, data, params.select(b, model.specs), options, posterior,
+                       list(notes), objective_type) for b in range(batch[0])]
         return one_of(fits)
     method = f"vi-{options.optimizer}" if posterior == "point" else (
         f"vi-{posterior}-{options.optimizer}")
     run, summary = VIRun(), None
     elements = (batch[0] if batch else 1) * model.k * model.n_observations(data)
     with pyro.get_param_store().scope(), warnings_as_notes(notes), serial_when_small(elements):
-        objective = Objective(model, data, params, posterior)
+        objective = objective_type(model, data, params, posterior)
         _optimize(objective, options, run, method)
         if posterior in ("normal", "mvn") and run.final is not None:
             summary = posterior_summary(objective.guide, model, run.final)

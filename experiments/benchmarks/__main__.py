@@ -238,9 +238,15 @@ def bench_generic(repeats: int, quick: bool):
     yield from run(repeats, quick)
 
 
+def bench_distributed(repeats: int, quick: bool) -> list[dict]:
+    from .distributed import bench_distributed as run
+
+    return run(repeats, quick)
+
+
 BENCHMARKS = {"gmm": bench_gmm_iteration, "restarts": bench_restarts, "kmeans": bench_kmeans,
               "pyro_step": bench_pyro_step, "missing": bench_missing, "hmm": bench_hmm,
-              "generic": bench_generic}
+              "generic": bench_generic, "distributed": bench_distributed}
 
 
 def main(argv=None) -> int:
