@@ -41,10 +41,9 @@ from .gaussian_numerics import (
     centred_log_densities,
     centred_statistics,
     natural_form_error,
-    quadratic_rows,
     recentre,
     reference,
-    standardised,
+    statistics,
 )
 from .missing import NanMasked, filled, has_missing
 
@@ -172,8 +171,7 @@ class Gaussian(Family):
         return ref.scale.log().sum()
 
     def statistics(self, data, shift):
-        y = standardised(data, shift)  # (d, n)
-        return torch.cat([y, quadratic_rows(y, self.covariance, self._rows)])
+        return statistics(data, shift, self.covariance, self._rows)  # (m, n)
 
     def natural(self, params, shift):
         """Natural parameters of *standardised* parameters (``mu`` measured from 0)."""
