@@ -257,7 +257,7 @@ def fit_em(model, data, init, *, max_iter: int = EM["max_iter"].default,
         run = EMRun(params, batch[0] if batch else 1)
         chunks = Chunks(model, data, model.shift(data), options.chunk_size, options.cache_bytes)
         _iterate(model, chunks, run, batched=bool(batch), options=options, start=start)
-        final_lls = _final_log_likelihoods(model, chunks, run, bool(batch))
+        final_lls = _final_log_likelihoods(model, chunks, run, options.hard)
     return _result(model, data, run, final_lls, bool(batch), options, notes)
 
 
@@ -329,11 +329,12 @@ def _leaving(run: EMRun, previous, n: int, tol) -> set:
     return leaving
 
 
-def _final_log_likelihoods(model, chunks: Chunks, run: EMRun, batched: bool) -> torch.Tensor:
-    """``(R,)`` marginal log-likelihood of every restart at its final parameters."""
+def _final_log_likelihoods(model, chunks: Chunks, run: EMRun, hard: bool) -> torch.Tensor:
+    """``(R,)`` marginal log-likelihood of every restart at its final parameters (a hard
+    EM asks its own E-step for it: K-means' Lloyd step sums it block by block)."""
     last = torch.tensor(run.log_likelihoods[-1], dtype=torch.float64)
     if bool(torch.isnan(last).any()):
-        last = chunks.expect(run.params, False, False)[1].reshape(-1).to(torch.float64)
+        last = chunks.expect(run.params, hard, False)[1].reshape(-1).to(torch.float64)
         run.log_likelihoods[-1] = last.tolist()
     return last
 
