@@ -168,24 +168,31 @@ def statistics(data: torch.Tensor, ref: Reference, covariance: str, rows: torch.
     return out
 
 
-def natural_form_error(eta: torch.Tensor, log_norm: torch.Tensor, extent: torch.Tensor,
-                       covariance: str, rows, cols) -> float:
-    """An upper bound of the natural form's absolute round-off per point.
-
-    Args:
-        eta: ``(*B, k, m)`` natural parameters; ``log_norm: (*B, k)``.
-        extent: ``(d,)`` largest ``|x - c|`` per coordinate over all the data.
-
-    Returns:
-        ``eps * max_j (|eta_j| . max|T| + |A_j|)``; ``inf`` when anything is not finite.
-    """
+def statistics_bound(extent: torch.Tensor, covariance: str, rows, cols) -> torch.Tensor:
+    """``(m,)`` the largest ``|T(y)|`` per statistic, from ``extent: (d,)``."""
     if covariance == "spherical":
         quad = (extent * extent).sum().reshape(1)
     elif covariance == "diag":
         quad = extent * extent
     else:
         quad = extent[rows] * extent[cols]
-    largest = torch.cat([extent, quad])
+    return torch.cat([extent, quad])
+
+
+def natural_form_error(eta: torch.Tensor, log_norm: torch.Tensor, extent: torch.Tensor,
+                       covariance: str, rows, cols, largest: torch.Tensor | None = None
+                       ) -> float:
+    """An upper bound of the natural form's absolute round-off per point.
+
+    Args:
+        eta: ``(*B, k, m)`` natural parameters; ``log_norm: (*B, k)``.
+        extent: ``(d,)`` largest ``|x - c|`` per coordinate over all the data.
+        largest: :func:`statistics_bound` of ``extent``, when already at hand.
+
+    Returns:
+        ``eps * max_j (|eta_j| . max|T| + |A_j|)``; ``inf`` when anything is not finite.
+    """
+    largest = statistics_bound(extent, covariance, rows, cols) if largest is None else largest
     bound = (eta.abs() @ largest + log_norm.abs()).max()
     value = float(bound) * 4 * EPS
     return value if math.isfinite(value) else math.inf
