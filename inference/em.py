@@ -103,7 +103,10 @@ class Chunks:
             if keep_scores:
                 scores.append(step.scores)
             last = step
-        scores = torch.cat(scores, -1) if keep_scores else None
+        if keep_scores:  # one chunk: its scores as they are (a copy of n floats per iteration)
+            scores = scores[0] if len(scores) == 1 else torch.cat(scores, -1)
+        else:
+            scores = None
         responsibilities = last.responsibilities if len(self) == 1 else None
         return stats, log_lik, objective, responsibilities, scores
 
