@@ -112,12 +112,13 @@ def bench_gmm_iteration(repeats: int, quick: bool) -> list[dict]:
         times, last = interleaved({"ours": ours, "anchor": partial(anchor.fit, x)}, repeats)
         fit = last["ours"]
         assert fit.iterations == iters and anchor.n_iter_ == iters
+        difference = float(np.abs(fit.params["locs"].numpy() - anchor.means_).max())
+        assert difference <= 1e-10, f"GMM means differ from the anchor's by {difference}"
         result = summary(times, {"ours": iters, "anchor": iters})
         result.update({
             "name": "gmm_em_iteration", "shape": [n, d, k], "iterations": iters,
             "anchor": "sklearn.mixture.GaussianMixture",
-            "max_abs_mean_difference": float(np.abs(fit.params["locs"].numpy()
-                                                    - anchor.means_).max()),
+            "max_abs_mean_difference": difference,
             "log_likelihood_per_point": {"ours": fit.log_likelihood / n,
                                          "anchor": float(anchor.score(x))},
             "target_ratio": 5.0,
