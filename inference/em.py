@@ -111,7 +111,10 @@ class Chunks:
             if keep_scores:
                 scores.append(step.scores)
             last = step
-        scores = torch.cat(scores, -1) if keep_scores else None
+        if keep_scores:  # one chunk: its scores as they are (a copy of n floats per iteration)
+            scores = scores[0] if len(scores) == 1 else torch.cat(scores, -1)
+        else:
+            scores = None
         responsibilities = last.responsibilities if len(self) == 1 else None
         if self.reducer is not None:  # summed over processes (inference/distributed.py)
             stats, log_lik, objective = self.reducer.sum(stats, log_lik, objective)
@@ -283,7 +286,7 @@ def run_em(model, data, params: Params, options: Options, notes: list, shift=Non
         chunks = Chunks(model, data, model.shift(data) if shift is None else shift,
                         options.chunk_size, options.cache_bytes, reducer)
         _iterate(model, chunks, run, batched=bool(batch), options=options, start=start)
-        final_lls = _final_log_likelihoods(model, chunks, run, bool(batch))
+        final_lls = _final_log_likelihoods(model, chunks, run, options.hard)
     return _result(model, data, run, final_lls, bool(batch), options, notes,
                    chunks.n_observations)
 
@@ -356,11 +359,12 @@ def _leaving(run: EMRun, previous, n: int, tol) -> set:
     return leaving
 
 
-def _final_log_likelihoods(model, chunks: Chunks, run: EMRun, batched: bool) -> torch.Tensor:
-    """``(R,)`` marginal log-likelihood of every restart at its final parameters."""
+def _final_log_likelihoods(model, chunks: Chunks, run: EMRun, hard: bool) -> torch.Tensor:
+    """``(R,)`` marginal log-likelihood of every restart at its final parameters (a hard
+    EM asks its own E-step for it: K-means' Lloyd step sums it block by block)."""
     last = torch.tensor(run.log_likelihoods[-1], dtype=torch.float64)
     if bool(torch.isnan(last).any()):
-        last = chunks.expect(run.params, False, False)[1].reshape(-1).to(torch.float64)
+        last = chunks.expect(run.params, hard, False)[1].reshape(-1).to(torch.float64)
         run.log_likelihoods[-1] = last.tolist()
     return last
 

@@ -65,7 +65,8 @@ class KMeans(Mixture):
             if natural is not None:
                 eta, log_norm = natural
                 bias = params["weights"].log() - log_norm - family._log_scale(prepared.shift)
-                step = lloyd_step(prepared.statistics, eta, bias, marginal)
+                # every centre has the fixed scale: the |y|^2 coefficient is common
+                step = lloyd_step(prepared.statistics, eta, bias, marginal, common_last=True)
         if step is None:
             return super().expect(prepared, params, hard, marginal)
         stats = {"counts": step.counts, **recentre(step.sums, standard["locs"], step.counts,

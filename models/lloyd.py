@@ -4,7 +4,9 @@ For an equal-weight, fixed-scale spherical Gaussian mixture the log joint is
 ``eta_j . T(y) + b_j`` with ``T(y) = [y, |y|^2]`` (the point norms precomputed once
 per fit) and ``eta_j = [mu_j / s^2, -1 / (2 s^2)]``, i.e. minus the squared distance
 ``|y|^2 - 2 mu_j . y + |mu_j|^2`` over ``2 s^2`` plus a constant: one matrix product
-gives every point's distances to every centre. The nearest centre is the row maximum;
+gives every point's distances to every centre (K-means leaves the ``|y|^2`` term, the
+same for every centre, out of it and adds it to the maximum). The nearest centre is the
+row maximum;
 the one-hot assignment is ``joint == max`` written over the joint, and the per-cluster
 sums of ``T(y)`` are one more matrix product with that one-hot. Blocks of points keep
 the ``(k, block)`` intermediates in cache (a whole-data pass is memory-bound and about
@@ -44,7 +46,8 @@ class LloydStep(NamedTuple):
 
 
 def lloyd_step(statistics: torch.Tensor, eta: torch.Tensor, bias: torch.Tensor,
-               marginal: bool, block_elements: int | None = None) -> LloydStep | None:
+               marginal: bool, block_elements: int | None = None,
+               common_last: bool = False) -> LloydStep | None:
     """Assign every point to its largest log joint and sum ``T(y)`` per cluster.
 
     Args:
@@ -53,6 +56,9 @@ def lloyd_step(statistics: torch.Tensor, eta: torch.Tensor, bias: torch.Tensor,
         marginal: also compute the marginal log-likelihood (a log-sum-exp per point).
         block_elements: log joints held at once (``k * points per block``; default
             :data:`BLOCK_ELEMENTS`).
+        common_last: the last row of ``eta`` is the same for every component (K-means:
+            ``-1 / (2 s^2)`` times ``|y|^2``): it cannot change which centre is nearest, so
+            the product leaves that row out and each point's best log joint adds it once.
 
     Returns:
         A :class:`LloydStep`, or ``None`` when some point is equally near two centres
@@ -68,8 +74,9 @@ def lloyd_step(statistics: torch.Tensor, eta: torch.Tensor, bias: torch.Tensor,
     bias = bias.unsqueeze(-1)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    last = float(eta[0, -1]) if common_last else None
     try:
-        _blocks(statistics, eta, bias, joint, top, sums, counts, log_lik, block)
+        _blocks(statistics, eta, bias, joint, top, sums, counts, log_lik, block, last)
     finally:
         torch.set_num_threads(threads)
     if float(counts.sum()) != n:  # a tie: some column holds two ones
@@ -77,17 +84,22 @@ def lloyd_step(statistics: torch.Tensor, eta: torch.Tensor, bias: torch.Tensor,
     return LloydStep(sums.T, counts, top[0], log_lik, joint if n <= block else None)
 
 
-def _blocks(statistics, eta, bias, joint, top, sums, counts, log_lik, block) -> None:
-    """The block loop of :func:`lloyd_step`, accumulating in place."""
+def _blocks(statistics, eta, bias, joint, top, sums, counts, log_lik, block, last) -> None:
+    """The block loop of :func:`lloyd_step`, accumulating in place (``last``: the common
+    last coefficient of ``eta``, left out of the product, or ``None``)."""
     n = statistics.shape[1]
+    lead = eta if last is None else eta[:, :-1]
     for start in range(0, n, block):
         stop = min(start + block, n)
         part, best, rows = joint[:, : stop - start], top[:, start:stop], statistics[:, start:stop]
-        torch.addmm(bias, eta, rows, out=part)
+        torch.addmm(bias, lead, rows if last is None else rows[:-1], out=part)
         torch.amax(part, 0, keepdim=True, out=best)
         if log_lik is not None:
-            log_lik += (part - best).clamp_min_(-EXP_FLOOR).exp_().sum(0).log_().sum() + (
-                best.sum())
+            log_lik += (part - best).clamp_min_(-EXP_FLOOR).exp_().sum(0).log_().sum()
         torch.eq(part, best, out=part)  # the one-hot, over the joint
+        if last is not None:
+            best.add_(rows[-1:], alpha=last)  # the best full log joint
+        if log_lik is not None:
+            log_lik += best.sum()
         counts += part.sum(1)
         sums.addmm_(rows, part.T)

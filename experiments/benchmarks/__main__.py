@@ -43,26 +43,43 @@ def blobs(n: int, d: int, k: int, seed: int) -> torch.Tensor:
     return centres[labels] + torch.randn(n, d, generator=gen, dtype=torch.float64)
 
 
+#: CPU seconds of this process per call, by name, from the latest :func:`interleaved`
+CPU_TIMES: dict[str, list[float]] = {}
+
+
 def interleaved(runs: dict, repeats: int) -> tuple[dict[str, list[float]], dict]:
     """Call each function in turn, ``repeats`` rounds.
+
+    Wall-clock seconds are the measure; the process's CPU seconds are kept beside them
+    (:data:`CPU_TIMES`): with one thread on both sides they equal the wall time on a quiet
+    machine, and on a shared one they leave out the time spent descheduled.
 
     Returns:
         Seconds per call for each name, and each function's last return value.
     """
     times, last = {name: [] for name in runs}, {}
+    CPU_TIMES.clear()
+    CPU_TIMES.update({name: [] for name in runs})
     for _ in range(repeats):
         for name, fn in runs.items():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             last[name] = fn()
             times[name].append(time.perf_counter() - start)
+            CPU_TIMES[name].append(time.process_time() - cpu)
     return times, last
 
 
 def summary(times: dict, per: dict | None = None) -> dict:
-    """Median seconds (optionally per iteration) and the ratio anchor / ours."""
+    """Median seconds (optionally per iteration) and the ratio anchor / ours; the same for
+    CPU seconds (``cpu_ratio``) when :func:`interleaved` measured these ``times``."""
     per = per or {}
     med = {name: statistics.median(ts) / per.get(name, 1) for name, ts in times.items()}
-    return {"median_seconds": med, "ratio": med["anchor"] / med["ours"]}
+    out = {"median_seconds": med, "ratio": med["anchor"] / med["ours"]}
+    if set(CPU_TIMES) == set(times) and all(len(CPU_TIMES[k]) == len(times[k]) for k in times):
+        cpu = {name: statistics.median(ts) / per.get(name, 1) for name, ts in CPU_TIMES.items()}
+        out.update({"median_cpu_seconds": cpu, "cpu_ratio": cpu["anchor"] / max(cpu["ours"],
+                                                                                  1e-12)})
+    return out
 
 
 def sklearn_precisions(model, params) -> np.ndarray:
@@ -95,12 +112,13 @@ def bench_gmm_iteration(repeats: int, quick: bool) -> list[dict]:
         times, last = interleaved({"ours": ours, "anchor": partial(anchor.fit, x)}, repeats)
         fit = last["ours"]
         assert fit.iterations == iters and anchor.n_iter_ == iters
+        difference = float(np.abs(fit.params["locs"].numpy() - anchor.means_).max())
+        assert difference <= 1e-10, f"GMM means differ from the anchor's by {difference}"
         result = summary(times, {"ours": iters, "anchor": iters})
         result.update({
             "name": "gmm_em_iteration", "shape": [n, d, k], "iterations": iters,
             "anchor": "sklearn.mixture.GaussianMixture",
-            "max_abs_mean_difference": float(np.abs(fit.params["locs"].numpy()
-                                                    - anchor.means_).max()),
+            "max_abs_mean_difference": difference,
             "log_likelihood_per_point": {"ours": fit.log_likelihood / n,
                                          "anchor": float(anchor.score(x))},
             "target_ratio": 5.0,
@@ -274,6 +292,7 @@ def main(argv=None) -> int:
                   f"{1e3 * med['ours']:9.3f} ms  anchor {1e3 * med['anchor']:9.3f} ms  "
                   f"ratio {result['ratio']:6.2f}x" + (f"  (target {result['target_ratio']}x)"
                                                        if "target_ratio" in result else "")
+                  + (f"  cpu ratio {result['cpu_ratio']:6.2f}x" if "cpu_ratio" in result else "")
                   + (f"  cost {result['cost_ratio']:.2f}x (target <= "
                      f"{result['target_cost_ratio']}x)" if "cost_ratio" in result else ""),
                   flush=True)
@@ -283,6 +302,7 @@ def main(argv=None) -> int:
                     "torch_threads": torch.get_num_threads(), "anchor_threads": THREADS,
                     "cpus": os.cpu_count(), "python": sys.version.split()[0],
                     "torch": torch.__version__},
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "quick": args.quick, "repeats": args.repeats,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": results,
     }

@@ -22,6 +22,7 @@ component's current mean, so the M-step is a two-pass computation. See
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import pyro.distributions as dist
 import torch
@@ -41,10 +42,10 @@ from .gaussian_numerics import (
     centred_log_densities,
     centred_statistics,
     natural_form_error,
-    quadratic_rows,
     recentre,
     reference,
-    standardised,
+    statistics,
+    statistics_bound,
 )
 from .missing import NanMasked, filled, has_missing
 
@@ -67,6 +68,19 @@ class MaskedNormal(NanMasked, Normal):
 
 #: the smallest variance ever used, in standardised units (exact zeros with reg_covar = 0)
 RESOLUTION_FLOOR = 1e-280
+
+
+class FitConstants(NamedTuple):
+    """Per-fit constants of the Gaussian family (see :meth:`Gaussian._constants`).
+
+    Attributes:
+        log_scale: ``()`` ``sum log s``; ``reg``: ``(d,)`` ``reg_covar`` in standardised
+        units; ``largest``: ``(m,)`` the largest ``|T(y)|`` per statistic.
+    """
+
+    log_scale: torch.Tensor
+    reg: torch.Tensor
+    largest: torch.Tensor
 
 
 class Gaussian(Family):
@@ -98,6 +112,7 @@ class Gaussian(Family):
         self._upper = self._rows * d + self._cols  # upper triangle of a flattened d x d
         self._eye = torch.eye(d, dtype=torch.float64)
         self._last_natural = None  # ((shift, *params), natural form or None)
+        self._last_constants = None  # (shift, reg_covar, FitConstants)
         self.reg_covar = reg_covar
 
     @property
@@ -168,12 +183,24 @@ class Gaussian(Family):
                 out["scale_tril"] = value / ref.scale.unsqueeze(-1)
         return out
 
+    def _constants(self, ref: Reference) -> FitConstants:
+        """What every iteration of a fit with reference ``ref`` needs and never changes:
+        computed once per reference (a few tensor operations per iteration saved, a tenth
+        of an iteration at 3,000 points)."""
+        last = self._last_constants
+        if last is not None and last[0] is ref and last[1] == self._reg_covar:
+            return last[2]
+        constants = FitConstants(
+            ref.scale.log().sum(), self._reg_covar / ref.scale.square(),
+            statistics_bound(ref.extent, self.covariance, self._rows, self._cols))
+        self._last_constants = (ref, self._reg_covar, constants)  # one assignment
+        return constants
+
     def _log_scale(self, ref: Reference) -> torch.Tensor:
-        return ref.scale.log().sum()
+        return self._constants(ref).log_scale
 
     def statistics(self, data, shift):
-        y = standardised(data, shift)  # (d, n)
-        return torch.cat([y, quadratic_rows(y, self.covariance, self._rows)])
+        return statistics(data, shift, self.covariance, self._rows)  # (m, n)
 
     def natural(self, params, shift):
         """Natural parameters of *standardised* parameters (``mu`` measured from 0)."""
@@ -244,7 +271,8 @@ class Gaussian(Family):
             return last[1]
         eta, log_norm = self.natural(standard, prepared.shift)
         error = natural_form_error(eta, log_norm, prepared.shift.extent, self.covariance,
-                                   self._rows, self._cols)
+                                   self._rows, self._cols,
+                                   self._constants(prepared.shift).largest)
         natural = (eta, log_norm) if error <= TOLERANCE else None
         if key is not None and not reuse:
             self._last_natural = (key, natural)  # one assignment: safe across threads
@@ -350,7 +378,7 @@ class Gaussian(Family):
         if self.cov_name in fixed:
             return out
         second, d = stats["second"], self.dim
-        reg = self.reg_covar / ref.scale.square()  # reg_covar is in the data's units
+        reg = self._constants(ref).reg  # reg_covar is in the data's units
         floor = self._resolution(locs, ref)
         if self.covariance == "spherical":
             var = (second / counts - delta.square().sum(-1)) / d

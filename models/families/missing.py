@@ -30,6 +30,8 @@ from typing import NamedTuple
 import pyro.distributions as dist
 import torch
 
+from ..validation import all_finite
+
 EPS = torch.finfo(torch.float64).eps
 
 
@@ -52,7 +54,7 @@ class MaskedPrepared(NamedTuple):
 
 def has_missing(data: torch.Tensor) -> bool:
     """Whether ``data`` holds a missing entry (NaN)."""
-    return bool(torch.isnan(data).any())
+    return not all_finite(data) and bool(torch.isnan(data).any())
 
 
 def placeholder(data: torch.Tensor, value: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
