@@ -158,18 +158,27 @@ def _recursions(both: torch.Tensor, initial, transition, every: int,
     if R == 1:  # one parameter set: 2-D products, the cheapest calls
         both_v, rows_v, before_v = (x.reshape(T, B, k2) for x in (both_v, rows_v, before_v))
         norms_v, matrix_v = norms_v.reshape(T, B, 2), matrix_v.reshape(k2, k2)
-        mm = np.dot if lib is np else torch.mm
+        mm = np.ndarray.dot if lib is np else torch.mm  # the method skips np.dot's dispatch
     else:
         mm = np.matmul if lib is np else torch.matmul
     halves, half_norms = rows_v.reshape(*rows_v.shape[:-1], 2, k), norms_v[..., None]
     mul, div = lib.multiply, lib.divide
-    for t in range(T):
-        if t:
-            mm(rows_v[t - 1], matrix_v, out=before_v[t])
-            mul(before_v[t], both_v[t], out=rows_v[t])
+
+    def normalise(t):
+        mm(rows_v[t], blocks_v, out=norms_v[t])
+        div(halves[t], half_norms[t], out=halves[t])
+
+    normalise(0)
+    previous = rows_v[0]
+    # iterating yields each step's views (cheaper than indexing three buffers every step)
+    steps = zip(before_v, both_v, rows_v)
+    next(steps)
+    for t, (before_t, both_t, row) in enumerate(steps, 1):
+        mm(previous, matrix_v, out=before_t)
+        mul(before_t, both_t, out=row)
         if t % every == 0 or t == T - 1:
-            mm(rows_v[t], blocks_v, out=norms_v[t])
-            div(halves[t], half_norms[t], out=halves[t])
+            normalise(t)
+        previous = row
     if every > 1 and float(norms.min()) < LAZY_FLOOR:
         return None
     return _Passes(rows[..., :k], before[..., :k], rows[..., k:].flip(0), norms[..., :1])
