@@ -170,15 +170,15 @@ def _recursions(both: torch.Tensor, initial, transition, every: int,
 
     normalise(0)
     previous = rows_v[0]
-    # iterating yields each step's views (cheaper than indexing three buffers every step)
-    steps = zip(before_v, both_v, rows_v)
-    next(steps)
-    for t, (before_t, both_t, row) in enumerate(steps, 1):
-        mm(previous, matrix_v, out=before_t)
-        mul(before_t, both_t, out=row)
-        if t % every == 0 or t == T - 1:
-            normalise(t)
-        previous = row
+    for start in range(1, T, every):  # blocks of steps, each normalised at its last
+        stop = min(start + every, T)
+        # iterating yields each step's views (cheaper than indexing three buffers a step)
+        for before_t, both_t, row in zip(before_v[start:stop], both_v[start:stop],
+                                         rows_v[start:stop]):
+            mm(previous, matrix_v, out=before_t)
+            mul(before_t, both_t, out=row)
+            previous = row
+        normalise(stop - 1)
     if every > 1 and float(norms.min()) < LAZY_FLOOR:
         return None
     return _Passes(rows[..., :k], before[..., :k], rows[..., k:].flip(0), norms[..., :1])
