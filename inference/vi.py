@@ -22,6 +22,7 @@ import torch
 from pyro import poutine
 from pyro.infer import TraceEnum_ELBO, config_enumerate
 
+from ..models.hmm import HMM
 from ..models.params import Params, interior
 from ..models.validation import InputError, check_bool, check_callable, precision_notes
 from .fit import Fit, Progress, warnings_as_notes
@@ -163,6 +164,14 @@ def restart_log_likelihoods(model, data, params: Params) -> torch.Tensor:
     """``(R,)`` each restart's marginal log-likelihood, from one enumerated trace of the
     program on its restart plate: log-probabilities of every site summed, the (single)
     enumerated assignment summed out, the data plate summed."""
+    if isinstance(model, HMM):  # a chain of enumerated states: its DiscreteHMM program
+        # sums them out in one trace, every restart at once (the markov program would
+        # take one trace per restart)
+        trace = poutine.trace(model.discrete_hmm_program).get_trace(params, data)
+        trace.compute_log_prob()
+        total = sum(site["log_prob"] for site in trace.nodes.values()
+                    if site["type"] == "sample")
+        return total.reshape(params.batch_shape(model.specs)[0], -1).sum(-1)
     nesting = model.plate_nesting(params)
     program = poutine.enum(config_enumerate(model.program, "parallel"),
                            first_available_dim=-1 - nesting)

@@ -457,7 +457,7 @@ class HMM(LatentModel):
         is each step's predictive log density, which add up to the log-likelihood."""
         initial, transition = self._chain(params)
         smoothed = forward_backward(self._log_emissions(prepared, params), prepared.mask,
-                                    initial, transition)
+                                    initial, transition, filtered=True)
         joint = smoothed.filtered.log() + smoothed.predictive.unsqueeze(-1)
         joint = self._flat(joint, prepared)
         return joint if params.batch_shape(self.specs) else joint[0]

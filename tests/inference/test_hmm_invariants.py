@@ -72,6 +72,11 @@ def test_batched_restarts_equal_pyro_restart_plates(name):
     assert resp.shape == (3, data.n_observations, model.k)
     torch.testing.assert_close(resp, pyro_posterior(model, data, batch), atol=1e-9, rtol=0)
     assert torch.equal(model.viterbi(data, batch), pyro_map_assignments(model, data, batch))
+    # VI's per-restart objective: every restart from one trace of the DiscreteHMM program
+    from emvi.inference.vi import restart_log_likelihoods
+
+    torch.testing.assert_close(restart_log_likelihoods(model, data, batch), hand, rtol=1e-10,
+                               atol=0)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -82,7 +82,7 @@ def test_categorical_hmm_matches_hmmlearn():
 
 
 def test_scaled_and_log_space_hmmlearn_agree_with_our_forward_backward_on_long_sequences():
-    """T = 100,000 in one sequence: our blocked scaled recursion stays finite and exact."""
+    """T = 100,000 in one sequence: our scaled recursion stays finite and exact."""
     model, truth = make("hmm_gaussian_diag")
     data = model.simulate(truth, lengths=[100_000], seed=13).data
     ours = float(model.log_likelihood(data, truth))

@@ -20,7 +20,7 @@ from emvi.models import (
     Sequences,
 )
 from emvi.models.families.base import pick
-from emvi.models.hmm_numerics import forward_backward, viterbi
+from emvi.models.hmm_numerics import ENGINES, forward_backward, viterbi
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from model_cases import STICKY
@@ -120,10 +120,15 @@ def test_bad_input_is_refused_naming_the_argument(label, call, words):
 
 # -- the numerics against a plain log-space forward-backward --------------------------
 def log_space(log_e, lengths, initial, transition):
-    """The textbook recursions in log space, one sequence at a time (the reference)."""
+    """The textbook recursions in log space, one sequence at a time (the reference).
+
+    Returns the log-likelihood ``(R,)``, posteriors and filtered probabilities ``(R, B, T,
+    k)`` and expected transitions ``(R, k, k)``.
+    """
     R, B, T, k = log_e.shape
     f64 = torch.float64
     total, post = torch.zeros(R, dtype=f64), torch.zeros(R, B, T, k, dtype=f64)
+    filtered = torch.zeros(R, B, T, k, dtype=f64)
     xi = torch.zeros(R, k, k, dtype=f64)
     for r in range(R):
         log_a = transition[r].log()
@@ -139,19 +144,22 @@ def log_space(log_e, lengths, initial, transition):
             ll = torch.logsumexp(fwd[-1], 0)
             total[r] += ll
             post[r, b, :n] = (fwd + bwd - ll).exp()
+            filtered[r, b, :n] = torch.softmax(fwd, -1)
             xi[r] += (fwd[:-1, :, None] + log_a + (e[1:] + bwd[1:])[:, None, :] - ll).exp().sum(0)
-    return total, post, xi
+    return total, post, filtered, xi
 
 
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), k=st.integers(1, 4), block=st.integers(1, 9),
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 4), every=st.integers(1, 9),
        lengths=st.lists(st.integers(1, 25), min_size=1, max_size=4), spread=st.sampled_from(
-           [1.0, 30.0, 400.0]))
-def test_blocked_forward_backward_equals_log_space_recursions(seed, k, block, lengths, spread):
-    """Any block size, ragged lengths and emission log densities spread over hundreds of
-    nats (the scaled vectors underflow without their rescaling)."""
+           [1.0, 30.0, 400.0]), engine=st.sampled_from(ENGINES), restarts=st.integers(1, 2))
+def test_forward_backward_equals_log_space_recursions(seed, k, every, lengths, spread, engine,
+                                                      restarts):
+    """Any normalisation interval, each engine (numpy, in-place torch, autograd), one or two
+    parameter sets, ragged lengths and emission log densities spread over hundreds of nats
+    (the scaled vectors underflow without their rescaling; a lazy pass is redone)."""
     gen = torch.Generator().manual_seed(seed)
-    R, B, T = 2, len(lengths), max(lengths)
+    R, B, T = restarts, len(lengths), max(lengths)
     lengths = torch.tensor(lengths)
     mask = torch.arange(T) < lengths[:, None]
     log_e = spread * torch.randn(R, B, T, k, generator=gen, dtype=torch.float64) * mask[..., None]
@@ -159,10 +167,12 @@ def test_blocked_forward_backward_equals_log_space_recursions(seed, k, block, le
     transition /= transition.sum(-1, keepdim=True)
     initial = torch.rand(R, k, generator=gen, dtype=torch.float64) + 0.01
     initial /= initial.sum(-1, keepdim=True)
-    total, post, xi = log_space(log_e, lengths, initial, transition)
-    out = forward_backward(log_e, mask, initial, transition, block)
+    total, post, filtered, xi = log_space(log_e, lengths, initial, transition)
+    out = forward_backward(log_e, mask, initial, transition, every, filtered=True,
+                           engine=engine)
     torch.testing.assert_close(out.log_likelihood, total, rtol=1e-11, atol=0)
     torch.testing.assert_close(out.posteriors, post, rtol=0, atol=1e-9)
+    torch.testing.assert_close(out.filtered * mask[..., None], filtered, rtol=0, atol=1e-9)
     torch.testing.assert_close(out.transitions, xi, rtol=1e-8, atol=1e-8)
     torch.testing.assert_close(out.predictive.sum((1, 2)), total, rtol=1e-11, atol=0)
     paths, scores = viterbi(log_e, mask, initial.log(), transition.log())
@@ -172,6 +182,36 @@ def test_blocked_forward_backward_equals_log_space_recursions(seed, k, block, le
             joint = initial[r, z[0]].log() + log_e[r, b, torch.arange(n), z].sum()
             joint = joint + transition[r, z[:-1], z[1:]].log().sum()
             assert float(joint) == pytest.approx(float(scores[r, b]), rel=1e-12, abs=1e-9)
+
+
+def test_a_lazy_pass_that_falls_too_low_is_redone_normalising_every_step(monkeypatch):
+    """Every step's emissions favour another state by 400 nats while the chain almost
+    never moves: each step's predictive probability is about 1e-9, the totals fall below
+    the floor within 16 steps, the lazy pass gives up and the per-step pass gives the
+    answer of ``every=1``; the same data 400 times gentler stay on the lazy pass."""
+    import emvi.models.hmm_numerics as numerics
+
+    T = 40
+    log_e = -400 * torch.ones(1, 3, T, 3, dtype=torch.float64)
+    log_e[..., torch.arange(T), torch.arange(T) % 3] = 0.0
+    initial = torch.full((1, 3), 1 / 3, dtype=torch.float64)
+    transition = torch.full((1, 3, 3), 1e-9, dtype=torch.float64) + (1 - 3e-9) * torch.eye(3)
+    calls = []
+    recursions = numerics._recursions
+
+    def spy(both, initial, transition, every, engine):
+        out = recursions(both, initial, transition, every, engine)
+        calls.append((every, out is None))
+        return out
+
+    monkeypatch.setattr(numerics, "_recursions", spy)
+    lazy = forward_backward(log_e, None, initial, transition, 16)
+    assert calls == [(16, True), (1, False)]
+    plain = forward_backward(log_e, None, initial, transition, 1)
+    torch.testing.assert_close(lazy.posteriors, plain.posteriors, rtol=0, atol=0)
+    calls.clear()
+    forward_backward(log_e / 400, None, initial, transition, 16)  # gentle: one lazy pass
+    assert calls == [(16, False)]
 
 
 def test_a_long_sequence_with_extreme_emissions_stays_finite_and_exact():
