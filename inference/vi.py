@@ -93,6 +93,7 @@ class VIRun:
     small: int = 0
     stopped: int | None = None
     converged: bool = False
+    evaluations: int = 0
 
 
 class Objective:
@@ -214,43 +215,89 @@ def _small_change(run: VIRun, options: VIOptions, n: int) -> bool:
     return run.small >= options.patience
 
 
-def _optimize(objective: Objective, options: VIOptions, run: VIRun, method: str) -> None:
-    """The steps; L-BFGS evaluates at the current point first, and that value is recorded."""
-    opt = make_optimizer(options, objective.leaves())
+class Evaluations:
+    """The closure of the optimiser: loss and gradients at the current point, remembered.
 
-    def closure():
-        opt.zero_grad()
-        loss = objective.loss()
+    L-BFGS evaluates the point it starts a step from, and that point is the one its
+    previous line search accepted (and evaluated); the final evaluation after convergence
+    is that point again. An evaluation at a point seen in this or the previous step (the
+    leaves bitwise equal) is answered from memory: the same loss and gradients, so the
+    iterates are exactly those of evaluating again. The first evaluation runs with Pyro's
+    validation on (the program checked once, at the initial point), later ones without
+    (line searches may try points off the support).
+
+    Attributes:
+        count: evaluations of the objective (answers from memory not counted).
+    """
+
+    def __init__(self, objective: Objective, leaves: list[torch.Tensor], remember: bool):
+        self.objective, self.leaves, self.remember = objective, leaves, remember
+        self.count = 0
+        self._previous: list = []
+        self._current: list = []
+
+    def new_step(self) -> None:
+        """Forget the points of the step before last."""
+        self._previous, self._current = self._current, []
+
+    def _recall(self):
+        for point, loss, grads in self._current + self._previous:
+            if all(torch.equal(a, b) for a, b in zip(point, self.leaves)):
+                return loss, grads
+        return None
+
+    def __call__(self) -> torch.Tensor:
+        known = self._recall() if self.remember else None
+        if known is not None:
+            loss, grads = known
+            for leaf, grad in zip(self.leaves, grads):
+                leaf.grad = None if grad is None else grad.clone()
+            return loss
+        for leaf in self.leaves:
+            leaf.grad = None
+        with pyro.validation_enabled(self.count == 0):
+            loss = self.objective.loss()
         loss.backward()
+        self.count += 1
+        if self.remember:
+            self._current.append(([leaf.detach().clone() for leaf in self.leaves],
+                                  loss.detach(), [None if leaf.grad is None else
+                                                  leaf.grad.clone() for leaf in self.leaves]))
         return loss
 
+
+def _optimize(objective: Objective, options: VIOptions, run: VIRun, method: str) -> None:
+    """The steps; L-BFGS evaluates at the current point first, and that value is recorded."""
+    leaves = objective.leaves()
+    opt = make_optimizer(options, leaves)
+    closure = Evaluations(objective, leaves, remember=options.optimizer == "lbfgs")
     n = objective.model.n_observations(objective.data)
-    with pyro.validation_enabled(True):  # check the program once, at the initial point
-        objective.elbo.loss(objective.pyro_model, objective.guide, objective.data)
     start = time.perf_counter()
     for step in range(options.steps + 1):
         values = objective.snapshot()
-        with pyro.validation_enabled(False):  # line searches may try points off the support
-            if options.optimizer == "adam" or step == options.steps:
-                loss = closure()
-            else:
-                loss = opt.step(closure)
+        closure.new_step()
+        if options.optimizer == "adam" or step == options.steps:
+            loss = closure()
+        else:
+            loss = opt.step(closure)
         if not _finite(loss, values):  # the likelihood is unbounded: stop, keep the last
             run.stopped = step
-            return
+            break
         _record(run, objective, loss, values, options, start, method)
         if step == options.steps:
-            return
+            break
         if _small_change(run, options, n):
             run.converged = True
             if options.optimizer == "lbfgs":  # the point after the last step
                 values = objective.snapshot()
+                closure.new_step()
                 loss = closure()
                 if _finite(loss, values):
                     _record(run, objective, loss, values, options, start, method)
-            return
+            break
         if options.optimizer == "adam":
             opt.step()
+    run.evaluations = closure.count
 
 
 def fit_vi(model, data, init, *, optimizer: str = VI["optimizer"].default,
