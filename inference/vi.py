@@ -14,13 +14,14 @@ become the fit's ``notes`` rather than being printed or lost.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import TraceEnum_ELBO, config_enumerate
+from pyro.infer import JitTraceEnum_ELBO, TraceEnum_ELBO, config_enumerate
 
 from ..models.params import Params, interior
 from ..models.validation import InputError, check_bool, check_callable, precision_notes
@@ -31,6 +32,10 @@ from .options import OPTIMIZERS, VI  # noqa: F401 (OPTIMIZERS: public)
 
 DEFAULT_LR = {"adam": 0.05, "lbfgs": 1.0}
 DEFAULT_PATIENCE = {"adam": 10, "lbfgs": 1}
+#: evaluations of the objective before it is compiled (JitTraceEnum_ELBO): tracing the
+#: program costs about 15-20 evaluations and then saves a third to a half of each (the
+#: Python of Pyro's machinery), so a fit shorter than this never pays for it
+JIT_AFTER = 50
 
 
 def pyro_objective(model, fixed: Params, free: dict):
@@ -94,6 +99,7 @@ class VIRun:
     stopped: int | None = None
     converged: bool = False
     evaluations: int = 0
+    notes: list = field(default_factory=list)
 
 
 class Objective:
@@ -115,6 +121,7 @@ class Objective:
             self.guide = make_guide(posterior, self.pyro_model, model, params)
         # one sample of the globals per step for a posterior guide (Adam averages the noise)
         self.elbo = TraceEnum_ELBO(max_plate_nesting=model.plate_nesting(params))
+        self.compiled: JitTraceEnum_ELBO | None = None
 
     def leaves(self) -> list[torch.Tensor]:
         sampled = {name for site in self.model.prior_sites() for name in site.targets}
@@ -126,16 +133,68 @@ class Objective:
         return [p for _, p in pyro.get_param_store().named_parameters()]
 
     def loss(self) -> torch.Tensor:
-        return self.elbo.differentiable_loss(self.pyro_model, self.guide, self.data)
+        elbo = self.compiled or self.elbo
+        with torch.jit.optimized_execution(False):  # no profiling runs: traced once, run as is
+            return elbo.differentiable_loss(self.pyro_model, self.guide, self.data)
+
+    def compile(self, leaves: list[torch.Tensor], loss: torch.Tensor) -> bool:
+        """Switch to the compiled objective (JitTraceEnum_ELBO) if it is the same function.
+
+        Only a deterministic objective (a point or MAP fit) is compiled. ``loss`` and the
+        leaves' gradients are those of the current point: the compiled objective is kept
+        only if it gives them bitwise (a Gaussian's ``d log(2 pi)`` kept in single
+        precision by the tracer, say, fails this). The trace freezes the program's Python
+        branches on the data (missing-entry patterns), which stay fixed during a fit; the
+        tracer's warnings about them are dropped. Leaves the gradients as they were.
+
+        Returns:
+            Whether the objective is compiled from now on.
+        """
+        if self.posterior not in ("point", "map"):
+            return False
+        elbo = JitTraceEnum_ELBO(max_plate_nesting=self.elbo.max_plate_nesting)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                same = self._agrees(elbo, leaves, loss)
+        except Exception:  # a program the tracer cannot follow: keep Pyro's plain objective
+            same = False
+        self.compiled = elbo if same else None
+        return same
+
+    def _agrees(self, elbo, leaves: list[torch.Tensor], loss: torch.Tensor) -> bool:
+        """Whether ``elbo`` gives ``loss`` and the leaves' gradients, bitwise (the leaves'
+        gradients are restored)."""
+        grads = [None if leaf.grad is None else leaf.grad.clone() for leaf in leaves]
+        for leaf in leaves:
+            leaf.grad = None
+        try:
+            with torch.jit.optimized_execution(False), pyro.validation_enabled(False):
+                other = elbo.differentiable_loss(self.pyro_model, self.guide, self.data)
+                other.backward()
+            return torch.equal(other.detach(), loss.detach()) and all(
+                _same(leaf.grad, grad) for leaf, grad in zip(leaves, grads))
+        finally:
+            for leaf, grad in zip(leaves, grads):
+                leaf.grad = grad
+
+    def verify(self, leaves: list[torch.Tensor], loss: torch.Tensor) -> bool:
+        """Whether Pyro's plain objective still agrees with the compiled one at the current
+        point (``loss`` and gradients from the compiled one); if not, the plain one is used
+        from now on."""
+        if self._agrees(self.elbo, leaves, loss):
+            return True
+        self.compiled = None
+        return False
 
     def snapshot(self) -> Params:
         """The current parameters (for a posterior guide: its medians)."""
         with torch.no_grad():
-            store = dict(pyro.get_param_store().items())
+            store = dict(pyro.get_param_store().items())  # each constrained once
             values = Params(self.fixed)
             for name in self.free:
                 if name in store:
-                    values[name] = pyro.param(name).detach().clone()
+                    values[name] = store[name].detach().clone()
             if self.posterior != "point":
                 medians = {k: v.detach().clone() for k, v in self.guide.median().items()}
                 values.update(site_params(self.model, medians))
@@ -148,6 +207,10 @@ class Objective:
             return -loss.detach()
         with torch.no_grad():
             return restart_log_likelihoods(self.model, self.data, values)
+
+
+def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
 
 
 def restart_log_likelihoods(model, data, params: Params) -> torch.Tensor:
@@ -224,15 +287,23 @@ class Evaluations:
     leaves bitwise equal) is answered from memory: the same loss and gradients, so the
     iterates are exactly those of evaluating again. The first evaluation runs with Pyro's
     validation on (the program checked once, at the initial point), later ones without
-    (line searches may try points off the support).
+    (line searches may try points off the support). After :data:`JIT_AFTER`
+    evaluations the objective is compiled, if the compiled one is the same function
+    (:meth:`Objective.compile`).
 
     Attributes:
         count: evaluations of the objective (answers from memory not counted).
+        compiled: whether the objective is compiled; it is checked against Pyro's plain
+            one every :data:`JIT_AFTER` evaluations.
+        diverged: the evaluation at which the compiled objective stopped agreeing with
+            the plain one (the plain one is used from there on), if it did.
     """
 
     def __init__(self, objective: Objective, leaves: list[torch.Tensor], remember: bool):
         self.objective, self.leaves, self.remember = objective, leaves, remember
         self.count = 0
+        self.compiled = False
+        self.diverged: int | None = None
         self._previous: list = []
         self._current: list = []
 
@@ -259,6 +330,11 @@ class Evaluations:
             loss = self.objective.loss()
         loss.backward()
         self.count += 1
+        if self.count == JIT_AFTER:
+            self.compiled = self.objective.compile(self.leaves, loss)
+        elif self.compiled and self.count % JIT_AFTER == 0:  # the same function still?
+            self.compiled = self.objective.verify(self.leaves, loss)
+            self.diverged = None if self.compiled else self.count
         if self.remember:
             self._current.append(([leaf.detach().clone() for leaf in self.leaves],
                                   loss.detach(), [None if leaf.grad is None else
@@ -298,6 +374,9 @@ def _optimize(objective: Objective, options: VIOptions, run: VIRun, method: str)
         if options.optimizer == "adam":
             opt.step()
     run.evaluations = closure.count
+    if closure.diverged is not None:
+        run.notes.append(f"the compiled objective (JitTraceEnum_ELBO) stopped agreeing with "
+                         f"Pyro's at evaluation {closure.diverged}; Pyro's was used from there")
 
 
 def fit_vi(model, data, init, *, optimizer: str = VI["optimizer"].default,
@@ -353,6 +432,7 @@ def fit_vi(model, data, init, *, optimizer: str = VI["optimizer"].default,
         _optimize(objective, options, run, method)
         if posterior in ("normal", "mvn") and run.final is not None:
             summary = posterior_summary(objective.guide, model, run.final)
+    notes += run.notes
     if run.final is None:
         raise InputError("init: TraceEnum_ELBO's objective is not finite at the initial "
                          "parameters")
