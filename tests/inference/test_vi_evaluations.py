@@ -120,5 +120,28 @@ def test_a_compiled_objective_that_stops_agreeing_is_dropped_with_a_note(monkeyp
     monkeypatch.setattr(vi_module, "JIT_AFTER", 3)
     monkeypatch.setattr(vi_module.Objective, "_agrees",
                         lambda self, elbo, leaves, loss: elbo is not self.elbo)
+    used = []  # per evaluation: whether the compiled objective computed it
+    loss = vi_module.Objective.loss
+
+    def recording(self):
+        used.append(self.compiled is not None)
+        return loss(self)
+
+    monkeypatch.setattr(vi_module.Objective, "loss", recording)
     fit = fit_vi(model, data, init, optimizer="adam", steps=10, tol=None)
     assert any("stopped agreeing" in note and "evaluation 6" in note for note in fit.notes)
+    assert used == [False] * 3 + [True] * 3 + [False] * 5  # compiled after 3, dropped at 6
+
+
+def test_a_point_that_differs_in_one_parameter_is_evaluated_again():
+    model, data, init = setting("two_coins")
+    with pyro.get_param_store().scope():
+        objective = vi_module.Objective(model, data, init)
+        leaves = objective.leaves()
+        closure = vi_module.Evaluations(objective, leaves, remember=True)
+        first = closure().detach().clone()
+        assert torch.equal(closure(), first) and closure.count == 1  # remembered
+        with torch.no_grad():
+            leaves[-1].add_(0.1)
+        second = closure()
+        assert closure.count == 2 and not torch.equal(second.detach(), first)
