@@ -256,9 +256,10 @@ def _finite(loss, values: Params) -> bool:
 
 
 def _record(run: VIRun, objective: Objective, loss, values: Params, options: VIOptions,
-            start: float, method: str) -> None:
+            seconds: float, method: str) -> None:
+    """One step's numbers; ``seconds``: since the start, when its objective was computed."""
     run.objectives.append(objective.per_restart(loss, values))
-    run.seconds.append(time.perf_counter() - start)
+    run.seconds.append(seconds)
     if options.record_params:
         run.trace.append(values)
     run.final = values
@@ -297,6 +298,9 @@ class Evaluations:
             one every :data:`JIT_AFTER` evaluations.
         diverged: the evaluation at which the compiled objective stopped agreeing with
             the plain one (the plain one is used from there on), if it did.
+        known_at: when (``time.perf_counter``) the value the step started from was
+            computed: for L-BFGS, during the previous step's line search. A step's
+            objective is timed then, as EM's is timed by the E-step that computes it.
     """
 
     def __init__(self, objective: Objective, leaves: list[torch.Tensor], remember: bool):
@@ -304,25 +308,31 @@ class Evaluations:
         self.count = 0
         self.compiled = False
         self.diverged: int | None = None
+        self.known_at = 0.0
+        self._first = True
         self._previous: list = []
         self._current: list = []
 
     def new_step(self) -> None:
         """Forget the points of the step before last."""
         self._previous, self._current = self._current, []
+        self._first = True
 
     def _recall(self):
-        for point, loss, grads in self._current + self._previous:
+        for point, loss, grads, at in self._current + self._previous:
             if all(torch.equal(a, b) for a, b in zip(point, self.leaves)):
-                return loss, grads
+                return loss, grads, at
         return None
 
     def __call__(self) -> torch.Tensor:
+        first, self._first = self._first, False
         known = self._recall() if self.remember else None
         if known is not None:
-            loss, grads = known
+            loss, grads, at = known
             for leaf, grad in zip(self.leaves, grads):
                 leaf.grad = None if grad is None else grad.clone()
+            if first:
+                self.known_at = at
             return loss
         for leaf in self.leaves:
             leaf.grad = None
@@ -335,10 +345,13 @@ class Evaluations:
         elif self.compiled and self.count % JIT_AFTER == 0:  # the same function still?
             self.compiled = self.objective.verify(self.leaves, loss)
             self.diverged = None if self.compiled else self.count
+        at = time.perf_counter()
+        if first:
+            self.known_at = at
         if self.remember:
             self._current.append(([leaf.detach().clone() for leaf in self.leaves],
                                   loss.detach(), [None if leaf.grad is None else
-                                                  leaf.grad.clone() for leaf in self.leaves]))
+                                                  leaf.grad.clone() for leaf in self.leaves], at))
         return loss
 
 
@@ -359,7 +372,7 @@ def _optimize(objective: Objective, options: VIOptions, run: VIRun, method: str)
         if not _finite(loss, values):  # the likelihood is unbounded: stop, keep the last
             run.stopped = step
             break
-        _record(run, objective, loss, values, options, start, method)
+        _record(run, objective, loss, values, options, closure.known_at - start, method)
         if step == options.steps:
             break
         if _small_change(run, options, n):
@@ -369,7 +382,8 @@ def _optimize(objective: Objective, options: VIOptions, run: VIRun, method: str)
                 closure.new_step()
                 loss = closure()
                 if _finite(loss, values):
-                    _record(run, objective, loss, values, options, start, method)
+                    _record(run, objective, loss, values, options, closure.known_at - start,
+                            method)
             break
         if options.optimizer == "adam":
             opt.step()

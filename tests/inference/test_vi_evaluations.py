@@ -3,6 +3,8 @@ change how often and how the objective is computed, never its values or the iter
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pyro
 import pytest
 import torch
@@ -145,3 +147,27 @@ def test_a_point_that_differs_in_one_parameter_is_evaluated_again():
             leaves[-1].add_(0.1)
         second = closure()
         assert closure.count == 2 and not torch.equal(second.detach(), first)
+
+
+def test_each_step_is_timed_when_its_objective_was_computed(monkeypatch):
+    model, data, init = setting("gmm_1d")
+    clock = iter(range(10**6))  # one tick per reading: the loop's start, then one per evaluation
+    monkeypatch.setattr(vi_module, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    evaluations, after_step = [0], []
+    loss, record = vi_module.Objective.loss, vi_module._record
+
+    def counted(self):
+        evaluations[0] += 1
+        return loss(self)
+
+    def recorded(run, *args):
+        after_step.append(evaluations[0])
+        record(run, *args)
+
+    monkeypatch.setattr(vi_module.Objective, "loss", counted)
+    monkeypatch.setattr(vi_module, "_record", recorded)
+    fit = fit_vi(model, data, init, steps=15, tol=None)
+    seconds = fit.seconds.tolist()  # the number of the evaluation that computed the point
+    assert seconds[0] == 1
+    for i in range(1, len(seconds)):  # x_i was computed by step i - 1's line search
+        assert (after_step[i - 2] if i > 1 else 1) < seconds[i] <= after_step[i - 1]
