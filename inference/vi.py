@@ -14,13 +14,14 @@ become the fit's ``notes`` rather than being printed or lost.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import TraceEnum_ELBO, config_enumerate
+from pyro.infer import JitTraceEnum_ELBO, TraceEnum_ELBO, config_enumerate
 
 from ..models.hmm import HMM
 from ..models.params import Params, interior
@@ -32,6 +33,10 @@ from .options import OPTIMIZERS, VI  # noqa: F401 (OPTIMIZERS: public)
 
 DEFAULT_LR = {"adam": 0.05, "lbfgs": 1.0}
 DEFAULT_PATIENCE = {"adam": 10, "lbfgs": 1}
+#: evaluations of the objective before it is compiled (JitTraceEnum_ELBO): tracing the
+#: program costs about 15-20 evaluations and then saves a third to a half of each (the
+#: Python of Pyro's machinery), so a fit shorter than this never pays for it
+JIT_AFTER = 50
 
 
 def pyro_objective(model, fixed: Params, free: dict):
@@ -94,6 +99,8 @@ class VIRun:
     small: int = 0
     stopped: int | None = None
     converged: bool = False
+    evaluations: int = 0
+    notes: list = field(default_factory=list)
 
 
 class Objective:
@@ -115,6 +122,7 @@ class Objective:
             self.guide = make_guide(posterior, self.pyro_model, model, params)
         # one sample of the globals per step for a posterior guide (Adam averages the noise)
         self.elbo = TraceEnum_ELBO(max_plate_nesting=model.plate_nesting(params))
+        self.compiled: JitTraceEnum_ELBO | None = None
 
     def leaves(self) -> list[torch.Tensor]:
         sampled = {name for site in self.model.prior_sites() for name in site.targets}
@@ -126,7 +134,59 @@ class Objective:
         return [p for _, p in pyro.get_param_store().named_parameters()]
 
     def loss(self) -> torch.Tensor:
-        return self.elbo.differentiable_loss(self.pyro_model, self.guide, self.data)
+        elbo = self.compiled or self.elbo
+        with torch.jit.optimized_execution(False):  # no profiling runs: traced once, run as is
+            return elbo.differentiable_loss(self.pyro_model, self.guide, self.data)
+
+    def compile(self, leaves: list[torch.Tensor], loss: torch.Tensor) -> bool:
+        """Switch to the compiled objective (JitTraceEnum_ELBO) if it is the same function.
+
+        Only a deterministic objective (a point or MAP fit) is compiled. ``loss`` and the
+        leaves' gradients are those of the current point: the compiled objective is kept
+        only if it gives them bitwise (a Gaussian's ``d log(2 pi)`` kept in single
+        precision by the tracer, say, fails this). The trace freezes the program's Python
+        branches on the data (missing-entry patterns), which stay fixed during a fit; the
+        tracer's warnings about them are dropped. Leaves the gradients as they were.
+
+        Returns:
+            Whether the objective is compiled from now on.
+        """
+        if self.posterior not in ("point", "map"):
+            return False
+        elbo = JitTraceEnum_ELBO(max_plate_nesting=self.elbo.max_plate_nesting)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                same = self._agrees(elbo, leaves, loss)
+        except Exception:  # a program the tracer cannot follow: keep Pyro's plain objective
+            same = False
+        self.compiled = elbo if same else None
+        return same
+
+    def _agrees(self, elbo, leaves: list[torch.Tensor], loss: torch.Tensor) -> bool:
+        """Whether ``elbo`` gives ``loss`` and the leaves' gradients, bitwise (the leaves'
+        gradients are restored)."""
+        grads = [None if leaf.grad is None else leaf.grad.clone() for leaf in leaves]
+        for leaf in leaves:
+            leaf.grad = None
+        try:
+            with torch.jit.optimized_execution(False), pyro.validation_enabled(False):
+                other = elbo.differentiable_loss(self.pyro_model, self.guide, self.data)
+                other.backward()
+            return torch.equal(other.detach(), loss.detach()) and all(
+                _same(leaf.grad, grad) for leaf, grad in zip(leaves, grads))
+        finally:
+            for leaf, grad in zip(leaves, grads):
+                leaf.grad = grad
+
+    def verify(self, leaves: list[torch.Tensor], loss: torch.Tensor) -> bool:
+        """Whether Pyro's plain objective still agrees with the compiled one at the current
+        point (``loss`` and gradients from the compiled one); if not, the plain one is used
+        from now on."""
+        if self._agrees(self.elbo, leaves, loss):
+            return True
+        self.compiled = None
+        return False
 
     def backward(self, loss: torch.Tensor, leaves: list[torch.Tensor]) -> torch.Tensor:
         """Gradients of ``loss`` into ``leaves``; returns the objective's loss (a
@@ -141,11 +201,11 @@ class Objective:
     def snapshot(self) -> Params:
         """The current parameters (for a posterior guide: its medians)."""
         with torch.no_grad():
-            store = dict(pyro.get_param_store().items())
+            store = dict(pyro.get_param_store().items())  # each constrained once
             values = Params(self.fixed)
             for name in self.free:
                 if name in store:
-                    values[name] = pyro.param(name).detach().clone()
+                    values[name] = store[name].detach().clone()
             if self.posterior != "point":
                 medians = {k: v.detach().clone() for k, v in self.guide.median().items()}
                 values.update(site_params(self.model, medians))
@@ -158,6 +218,10 @@ class Objective:
             return -loss.detach()
         with torch.no_grad():
             return restart_log_likelihoods(self.model, self.data, values)
+
+
+def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
 
 
 def restart_log_likelihoods(model, data, params: Params) -> torch.Tensor:
@@ -211,9 +275,10 @@ def _finite(loss, values: Params) -> bool:
 
 
 def _record(run: VIRun, objective: Objective, loss, values: Params, options: VIOptions,
-            start: float, method: str) -> None:
+            seconds: float, method: str) -> None:
+    """One step's numbers; ``seconds``: since the start, when its objective was computed."""
     run.objectives.append(objective.per_restart(loss, values))
-    run.seconds.append(time.perf_counter() - start)
+    run.seconds.append(seconds)
     if options.record_params:
         run.trace.append(values)
     run.final = values
@@ -233,42 +298,118 @@ def _small_change(run: VIRun, options: VIOptions, n: int) -> bool:
     return run.small >= options.patience
 
 
+class Evaluations:
+    """The closure of the optimiser: loss and gradients at the current point, remembered.
+
+    L-BFGS evaluates the point it starts a step from, and that point is the one its
+    previous line search accepted (and evaluated); the final evaluation after convergence
+    is that point again. An evaluation at a point seen in this or the previous step (the
+    leaves bitwise equal) is answered from memory: the same loss and gradients, so the
+    iterates are exactly those of evaluating again. The first evaluation runs with Pyro's
+    validation on (the program checked once, at the initial point), later ones without
+    (line searches may try points off the support). After :data:`JIT_AFTER`
+    evaluations the objective is compiled, if the compiled one is the same function
+    (:meth:`Objective.compile`).
+
+    Attributes:
+        count: evaluations of the objective (answers from memory not counted).
+        compiled: whether the objective is compiled; it is checked against Pyro's plain
+            one every :data:`JIT_AFTER` evaluations.
+        diverged: the evaluation at which the compiled objective stopped agreeing with
+            the plain one (the plain one is used from there on), if it did.
+        known_at: when (``time.perf_counter``) the value the step started from was
+            computed: for L-BFGS, during the previous step's line search. A step's
+            objective is timed then, as EM's is timed by the E-step that computes it.
+    """
+
+    def __init__(self, objective: Objective, leaves: list[torch.Tensor], remember: bool):
+        self.objective, self.leaves, self.remember = objective, leaves, remember
+        self.count = 0
+        self.compiled = False
+        self.diverged: int | None = None
+        self.known_at = 0.0
+        self._first = True
+        self._previous: list = []
+        self._current: list = []
+
+    def new_step(self) -> None:
+        """Forget the points of the step before last."""
+        self._previous, self._current = self._current, []
+        self._first = True
+
+    def _recall(self):
+        for point, loss, grads, at in self._current + self._previous:
+            if all(torch.equal(a, b) for a, b in zip(point, self.leaves)):
+                return loss, grads, at
+        return None
+
+    def __call__(self) -> torch.Tensor:
+        first, self._first = self._first, False
+        known = self._recall() if self.remember else None
+        if known is not None:
+            loss, grads, at = known
+            for leaf, grad in zip(self.leaves, grads):
+                leaf.grad = None if grad is None else grad.clone()
+            if first:
+                self.known_at = at
+            return loss
+        for leaf in self.leaves:
+            leaf.grad = None
+        with pyro.validation_enabled(self.count == 0):
+            loss = self.objective.loss()
+        loss = self.objective.backward(loss, self.leaves)
+        self.count += 1
+        if self.count == JIT_AFTER:
+            self.compiled = self.objective.compile(self.leaves, loss)
+        elif self.compiled and self.count % JIT_AFTER == 0:  # the same function still?
+            self.compiled = self.objective.verify(self.leaves, loss)
+            self.diverged = None if self.compiled else self.count
+        at = time.perf_counter()
+        if first:
+            self.known_at = at
+        if self.remember:
+            self._current.append(([leaf.detach().clone() for leaf in self.leaves],
+                                  loss.detach(), [None if leaf.grad is None else
+                                                  leaf.grad.clone() for leaf in self.leaves], at))
+        return loss
+
+
 def _optimize(objective: Objective, options: VIOptions, run: VIRun, method: str) -> None:
     """The steps; L-BFGS evaluates at the current point first, and that value is recorded."""
     leaves = objective.leaves()
     opt = make_optimizer(options, leaves)
-
-    def closure():
-        opt.zero_grad()
-        return objective.backward(objective.loss(), leaves)
-
+    closure = Evaluations(objective, leaves, remember=options.optimizer == "lbfgs")
     n = objective.n_observations()
-    with pyro.validation_enabled(True):  # check the program once, at the initial point
-        objective.elbo.loss(objective.pyro_model, objective.guide, objective.data)
     start = time.perf_counter()
     for step in range(options.steps + 1):
         values = objective.snapshot()
-        with pyro.validation_enabled(False):  # line searches may try points off the support
-            if options.optimizer == "adam" or step == options.steps:
-                loss = closure()
-            else:
-                loss = opt.step(closure)
+        closure.new_step()
+        if options.optimizer == "adam" or step == options.steps:
+            loss = closure()
+        else:
+            loss = opt.step(closure)
         if not _finite(loss, values):  # the likelihood is unbounded: stop, keep the last
             run.stopped = step
-            return
-        _record(run, objective, loss, values, options, start, method)
+            break
+        _record(run, objective, loss, values, options, closure.known_at - start, method)
         if step == options.steps:
-            return
+            break
         if _small_change(run, options, n):
             run.converged = True
             if options.optimizer == "lbfgs":  # the point after the last step
                 values = objective.snapshot()
+                closure.new_step()
                 loss = closure()
                 if _finite(loss, values):
-                    _record(run, objective, loss, values, options, start, method)
-            return
+                    _record(run, objective, loss, values, options, closure.known_at - start,
+                            method)
+            break
         if options.optimizer == "adam":
             opt.step()
+    run.evaluations = closure.count
+    if closure.diverged is not None:
+        run.notes.append(f"the compiled objective (JitTraceEnum_ELBO) stopped agreeing with "
+                         f"Pyro's at evaluation {closure.diverged}; Pyro's was used from there")
 
 
 def fit_vi(model, data, init, *, optimizer: str = VI["optimizer"].default,
@@ -331,6 +472,7 @@ def run_vi(model, data, params: Params, options: VIOptions, posterior: str, note
         _optimize(objective, options, run, method)
         if posterior in ("normal", "mvn") and run.final is not None:
             summary = posterior_summary(objective.guide, model, run.final)
+    notes += run.notes
     if run.final is None:
         raise InputError("init: TraceEnum_ELBO's objective is not finite at the initial "
                          "parameters")
