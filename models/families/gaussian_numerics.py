@@ -66,7 +66,8 @@ def reference(data: torch.Tensor, common: bool) -> Reference:
     Each step divides by a power of two first, so no intermediate overflows. Missing
     entries (NaN) are left out (a coordinate never observed gets offset 0, scale 1).
     """
-    if data.numel() * data.element_size() > BLOCK_BYTES:  # large (perhaps memory-mapped)
+    if not torch.is_tensor(data) or data.numel() * data.element_size() > BLOCK_BYTES:
+        # large (perhaps memory-mapped), or rows in several files (inference.ondisk.Shards)
         return _reference_blocks(data, common)
     if bool(torch.isnan(data).any()):
         return _reference_observed(data, common)
@@ -104,7 +105,8 @@ def _reference_blocks(data: torch.Tensor, common: bool) -> Reference:
         flags = torch.empty(w.shape, dtype=torch.bool, device=w.device) if flags is None \
             else flags
         if bool(torch.ne(b, b, out=flags[: len(b)]).any()):  # NaN: unequal to itself
-            return _reference_observed(data, common)  # missing entries: all at once
+            # missing entries: all at once (shards: gathered into memory)
+            return _reference_observed(data if torch.is_tensor(data) else data[:], common)
     n = len(data)
     rough = torch.zeros(data.shape[1:], dtype=data.dtype, device=data.device)
     for b, w in _blocks(data):
