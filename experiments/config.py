@@ -77,6 +77,9 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "sequences": Field(int, None, low=1, high=10**7),
         "length": Field(int, None, low=1, high=10**9),
         "sequence": Field(str, None, sweep=False),
+        # never hold the data whole: a mapped .npy (or folder of shards), or simulated
+        # chunk by chunk; EM reads one chunk at a time (see experiments/stream.py)
+        "stream": Field(bool, False, sweep=False),
     },
     # [init], [em] and [vi] are the Python API's options (one table: inference.options),
     # plus what only a config says: fitting a path at all, starting from given values
@@ -356,9 +359,12 @@ def _check_data_source(exp: Experiment, source, base: Path) -> None:
     if data["file"] is not None:
         path = Path(data["file"])
         path = path if path.is_absolute() else (base / path)
-        if not path.is_file():
+        if path.is_dir():  # a folder of .npy shards: streamed (each shard checked as read)
+            if not any(p.suffix == ".npy" for p in path.iterdir()):
+                raise ConfigError(source, "data.file", f"no .npy shards in the folder {path}")
+        elif not path.is_file():
             raise ConfigError(source, "data.file", f"no such file: {path}")
-        if path.suffix not in (".csv", ".npy"):
+        elif path.suffix not in (".csv", ".npy"):
             raise ConfigError(source, "data.file", f"expected a .csv or .npy file, got {path.name}")
         data["file"] = str(path.resolve())
         if data["columns"] is not None and not all(isinstance(c, (str, int)) and not
@@ -371,8 +377,35 @@ def _check_data_source(exp: Experiment, source, base: Path) -> None:
         if data["n"] is None and data["lengths"] is None and data["sequences"] is None:
             raise ConfigError(source, "data.n", "missing: how many observations to simulate")
     _check_sequence_keys(data, source)
+    _check_stream(exp, source)
     if exp.init["method"] == "params" and exp.init["params"] is None:
         raise ConfigError(source, "init.params", "missing: init.method = 'params' needs values")
+
+
+def _check_stream(exp: Experiment, source) -> None:
+    """What a streamed cell cannot do: it reads float64 rows whole, never all at once."""
+    from .stream import streams
+
+    data = exp.data
+    if not streams(data):
+        return
+    if data["file"] is not None and not (Path(data["file"]).is_dir()
+                                         or data["file"].endswith(".npy")):
+        raise ConfigError(source, "data.stream", "streams a .npy file or a folder of .npy "
+                          "shards (memory-mapped), not a .csv")
+    refused = [("data.columns", data["columns"] is not None),
+               ("data.missing", data["missing"] is not None),
+               ("data.lengths", any(data[k] is not None for k in
+                                    ("lengths", "sequences", "length", "sequence"))),
+               ("uncertainty.standard_errors", exp.uncertainty["standard_errors"]),
+               ("uncertainty.bootstrap", exp.uncertainty["bootstrap"] > 0)]
+    for key, bad in refused:
+        if bad:
+            raise ConfigError(source, key, "does not apply to streamed data (data.stream, or "
+                              "a folder of shards): they are read chunk by chunk, never whole")
+    if exp.vi["enabled"] and exp.vi["batch_size"] is None:
+        raise ConfigError(source, "vi.batch_size", "missing: streamed data are fitted by "
+                          "mini-batch VI (give vi.batch_size, or vi.enabled = false)")
 
 
 def _check_sequence_keys(data: dict, source) -> None:
@@ -438,6 +471,9 @@ def check_cell(cell: Experiment, source) -> None:
     check_spec(cell.data["missing"], source)
     model = build_model(cell.model, source)
     keys = sequence_keys(cell.data)
+    if cell.data["stream"] and takes_sequences(model):
+        raise ConfigError(source, "data.stream", f"{cell.model['name']} takes sequences; "
+                          "streamed data are rows")
     if keys and not takes_sequences(model):
         raise ConfigError(source, keys[0], f"{cell.model['name']} takes rows, not sequences")
     if cell.truth is not None:

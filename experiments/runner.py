@@ -145,14 +145,18 @@ def simulated_event_numel(cell: Experiment, source) -> int:
 
 def check_plan_memory(config: Config) -> None:
     """Before a run starts: every simulated cell's memory."""
+    from .stream import chunk_rows, streams
+
     for exp in config.experiments:
         for _, _, cell in exp.cells():
             if cell.data["file"] is not None:
                 continue  # checked once the file is read, before any fitting
             key = "data.n" if len(config.experiments) == 1 else f"experiments.{exp.name}.data.n"
-            check_memory(cell, build_model(cell.model, config.source),
-                         simulated_size(cell.data), simulated_event_numel(cell, config.source),
-                         config.source, key)
+            size = simulated_size(cell.data)
+            if streams(cell.data):  # one chunk at a time
+                size = min(size, chunk_rows(cell))
+            check_memory(cell, build_model(cell.model, config.source), size,
+                         simulated_event_numel(cell, config.source), config.source, key)
 
 
 def problem_size(config: Config) -> int:
@@ -162,7 +166,9 @@ def problem_size(config: Config) -> int:
     for exp in config.experiments:
         for _, _, cell in exp.cells():
             if cell.data["file"] is not None:
-                values = Path(cell.data["file"]).stat().st_size // 8
+                path = Path(cell.data["file"])
+                files = sorted(path.glob("*.npy")) if path.is_dir() else [path]
+                values = sum(p.stat().st_size for p in files) // 8
             else:
                 values = simulated_size(cell.data) * simulated_event_numel(cell, config.source)
             k = build_model(cell.model, config.source).k
@@ -230,6 +236,10 @@ def vi_posterior(model, fits: dict, permutations: dict) -> dict | None:
 def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, dict, dict]:
     """Fit one cell both ways; returns ``(result, history csv, arrays, files)`` where
     ``files`` are the fitted models (``fit_em.pt``, ``fit_vi.pt``)."""
+    from .stream import run_streamed_cell, streams
+
+    if streams(cell.data):  # never held whole: chunk by chunk
+        return run_streamed_cell(cell, source, reporter)
     model = build_model(cell.model, source)
     data, assignments, truth, true_k = make_data(cell, model, source)
     complete, data = data, missing_entries.remove(
@@ -339,7 +349,10 @@ def input_files(config: Config) -> list[str]:
 def inputs(config: Config) -> dict:
     """What a resumed run must find unchanged: each input file's SHA-256, torch threads
     (the run's count, set by :func:`run`: the numbers may differ in round-off with it)."""
-    return {"files": {path: store.sha256(Path(path)) for path in input_files(config)},
+    from .stream import folder_digest
+
+    return {"files": {path: folder_digest(Path(path)) if Path(path).is_dir()
+                      else store.sha256(Path(path)) for path in input_files(config)},
             "torch_threads": torch.get_num_threads()}
 
 

@@ -94,14 +94,25 @@ def simulate_shards(cell, source, folder: Path):
     return data, truth, generator.k
 
 
+def uniform_rows(n: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``(count,)`` distinct row numbers below ``n``, uniformly without replacement, in
+    order: draws with replacement, each repeat dropped (memory of ``count``, not of ``n``
+    as a permutation would take)."""
+    chosen = np.empty(0, dtype=np.int64)
+    while len(chosen) < count:
+        more = torch.randint(n, (2 * (count - len(chosen)),), generator=generator).numpy()
+        draws = np.concatenate([chosen, more])
+        _, first = np.unique(draws, return_index=True)
+        chosen = draws[np.sort(first)]  # in the order drawn: the first count are uniform
+    return torch.from_numpy(np.sort(chosen[:count]))
+
+
 def sample_rows(data, count: int, seed: int) -> torch.Tensor:
     """``(min(count, n), ...)`` rows drawn uniformly without replacement (in file order)."""
     n = len(data)
     if n <= count:
         return data[0:n].clone()
-    generator = torch.Generator().manual_seed(seed)
-    rows = torch.randperm(n, generator=generator)[:count].sort().values
-    return data[rows].clone()
+    return data[uniform_rows(n, count, torch.Generator().manual_seed(seed))].clone()
 
 
 def folder_digest(path: Path) -> str:

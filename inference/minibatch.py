@@ -1,12 +1,13 @@
 """Mini-batch VI: TraceEnum_ELBO on a random subset of rows, scaled to the whole data set.
 
-Each Adam step draws ``m`` rows (a fresh seeded random order per pass over the data,
-cut into batches; the last may be smaller) and evaluates the model's own program on
-them with every site inside its ``data`` plate scaled by ``n / m`` (global sites, such
-as the priors' ``pyro.sample`` globals, are not scaled). The enumerated assignments are
-summed out exactly inside the batch, so the loss is an unbiased estimate of the
-full-data ``-log p(data)`` (minus the log prior), and so is its gradient: each row is in
-a uniformly random batch with probability ``m / n`` and weighs ``n / m`` there.
+Each Adam step draws ``m`` rows uniformly at random (independently, with replacement:
+the sampler holds ``m`` row numbers, never a permutation of all ``n``, so a streamed data
+set costs a batch, whatever its size) and evaluates the model's own program on them
+with every site inside its ``data`` plate scaled by ``n / m`` (global sites, such as the
+priors' ``pyro.sample`` globals, are not scaled). The enumerated assignments are summed
+out exactly inside the batch, so the loss is an unbiased estimate of the full-data
+``-log p(data)`` (minus the log prior), and so is its gradient: each draw is row ``i``
+with probability ``1 / n``, weighing ``n / m``. ``ceil(n / m)`` steps make a pass.
 
 Only the optimiser's steps see mini-batches: the objective trace holds the full-data
 objective at the start and after every pass over the data (one extra chunked E-step of
@@ -75,11 +76,13 @@ def minibatch_loss(objective: Objective, batch, n: int) -> torch.Tensor:
 
 
 def batches(data, batch_size: int, generator: torch.Generator):
-    """``(m, ...)`` mini-batches of the rows in a random order (the last may be smaller);
-    each batch's rows are read in file order (a memory-mapped file pages in less)."""
-    order = torch.randperm(data.shape[0], generator=generator)
-    for start in range(0, len(order), batch_size):
-        yield data[order[start: start + batch_size].sort().values]
+    """One pass: ``ceil(n / m)`` batches of ``m = min(batch_size, n)`` rows drawn uniformly
+    with replacement; each batch's rows are read in file order (a mapped file pages in
+    less)."""
+    n = data.shape[0]
+    m = min(batch_size, n)
+    for _ in range(math.ceil(n / m)):
+        yield data[torch.randint(n, (m,), generator=generator).sort().values]
 
 
 def _full_objective(chunks: Chunks, model, params: Params, posterior: str) -> torch.Tensor:

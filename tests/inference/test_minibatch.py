@@ -24,9 +24,10 @@ def _gradients(objective: Objective, loss_of) -> tuple[float, list[torch.Tensor]
 
 @pytest.mark.parametrize("posterior", ["point", "map"])
 def test_the_batch_gradient_averages_to_the_full_gradient_over_every_batch(posterior):
-    """Over all C(7, 3) = 35 batches (a uniformly random batch of 3 rows), the mean of the
-    n/m-scaled loss and of its gradient equal the full-data ones (1e-10 relative). With
-    priors (MAP) the global prior sites must stay unscaled for this to hold."""
+    """Over all 7^2 = 49 batches of 2 rows drawn uniformly with replacement (the sampler's
+    distribution, each equally likely), the mean of the n/m-scaled loss and of its gradient
+    equal the full-data ones (1e-10 relative). With priors (MAP) the global prior sites
+    must stay unscaled for this to hold."""
     prior = {"weights": {"concentration": 3.0}} if posterior == "map" else None
     model = GaussianMixture(k=2, dim=2, covariance="diag", prior=prior)
     truth = model.params(weights=[0.4, 0.6], locs=[[-2.0, 0.0], [2.0, 1.0]],
@@ -37,7 +38,7 @@ def test_the_batch_gradient_averages_to_the_full_gradient_over_every_batch(poste
     with pyro.get_param_store().scope():
         objective = Objective(model, data, params, posterior)
         full_loss, full = _gradients(objective, objective.loss)
-        subsets = list(itertools.combinations(range(7), 3))
+        subsets = list(itertools.product(range(7), repeat=2))
         losses, sums = 0.0, [torch.zeros_like(g) for g in full]
         for rows in subsets:
             loss, grads = _gradients(objective, lambda r=rows: minibatch_loss(
@@ -61,19 +62,20 @@ def problem():
 
 
 def test_mini_batches_end_near_the_full_batch_optimum(problem):
-    """Tolerance: 20 passes of Adam (lr 0.02) on batches of 100 rows end within 2e-4 per
-    observation of EM's maximum log-likelihood (the same optimum as full-batch VI's), and
-    within 0.15 of its rates."""
+    """Tolerance: 50 passes of Adam (constant lr 0.02, so it ends in a noise ball) on
+    batches of 500 rows end within 3e-3 per observation of EM's maximum log-likelihood (the
+    same optimum as full-batch VI's; the start is 0.1 below it; 1.3e-4..1.2e-3 over five
+    seeds), and within 0.3 of its rates."""
     model, data, init, em = problem
-    fit = fit_vi(model, data, init, optimizer="adam", lr=0.02, steps=400, batch_size=100,
+    fit = fit_vi(model, data, init, optimizer="adam", lr=0.02, steps=200, batch_size=500,
                  seed=3)
-    assert fit.method == "vi-minibatch-adam" and fit.iterations == 20
-    assert len(fit.objective) == 21 and len(fit.seconds) == 21
+    assert fit.method == "vi-minibatch-adam" and fit.iterations == 50
+    assert len(fit.objective) == 51 and len(fit.seconds) == 51
     gap = (em.log_likelihood - fit.log_likelihood) / len(data)
-    assert -1e-9 <= gap <= 2e-4, gap
+    assert -1e-9 <= gap <= 3e-3, gap
     assert fit.log_likelihood == pytest.approx(float(fit.objective[-1]), rel=1e-12)
     assert float((fit.params["rates"].sort().values - em.params["rates"].sort().values)
-                 .abs().max()) <= 0.15
+                 .abs().max()) <= 0.3
     assert float(fit.objective[-1]) > float(fit.objective[0])
 
 
