@@ -25,7 +25,8 @@ _EXPORTS = {
         "Comparison", "Fit", "Progress", "Uncertainty", "adjusted_rand_index", "bootstrap",
         "compare", "fit_em", "fit_online_em", "fit_vi", "initialize", "load",
         "louis_information", "observed_information", "open_npy", "pyro_gradient",
-        "pyro_log_likelihood", "pyro_map_assignments", "pyro_posterior"], ".inference"),
+        "pyro_log_likelihood", "pyro_map_assignments", "pyro_posterior", "to_device"],
+        ".inference"),
     **dict.fromkeys([
         "COVARIANCE_TYPES", "Bernoulli", "BernoulliMixture", "Binomial", "Categorical",
         "CategoricalMixture", "Exponential", "ExponentialMixture", "Family", "Gaussian",
@@ -77,6 +78,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
         pyro_log_likelihood,
         pyro_map_assignments,
         pyro_posterior,
+        to_device,
     )
     from .models import (  # noqa: F401
         COVARIANCE_TYPES,

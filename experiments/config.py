@@ -115,8 +115,9 @@ SECTIONS: dict[str, dict[str, Field]] = {
 ONLINE_FIELDS = {name: dataclasses.replace(from_option(option), sweep=False)
                  for name, option in options.ONLINE.items()}
 EXPERIMENT_KEYS = ("description", "model", "truth") + tuple(SECTIONS)
-#: run-wide keys: ``threads`` (torch threads; see experiments/threads.py for precedence)
-TOP_KEYS = ("description", "threads", "experiments") + EXPERIMENT_KEYS
+#: run-wide keys: ``threads`` (torch threads; see experiments/threads.py for precedence) and
+#: ``device`` (``cpu``, ``cuda``, ``cuda:N``: where the fits compute; ``--device`` wins)
+TOP_KEYS = ("description", "threads", "device", "experiments") + EXPERIMENT_KEYS
 #: smoke mode: small and quick, but every code path
 SMOKE = {"n": 120, "max_iter": 15, "steps": 15, "restarts": 2, "axis": 2, "bootstrap": 5}
 
@@ -139,6 +140,8 @@ class Experiment:
     axes: list = field(default_factory=list)
     #: smoke mode: at most this many rows of a data file
     max_rows: int | None = None
+    #: where the fits compute (the run's ``device``; data and starts are made on the CPU)
+    device: str = "cpu"
 
     def sections(self) -> dict:
         return {"model": self.model, "truth": self.truth, "data": self.data, "init": self.init,
@@ -173,6 +176,8 @@ class Config:
     experiments: list[Experiment]
     #: torch threads (``None``: auto; ``--threads`` and ``EMVI_THREADS`` take precedence)
     threads: int | None = None
+    #: where the fits compute (``None``: the CPU; ``--device`` takes precedence)
+    device: str | None = None
 
     def to_dict(self) -> dict:
         """The resolved config (defaults filled, sweeps kept as lists), ``None``s dropped."""
@@ -184,6 +189,8 @@ class Config:
             return _drop_none(body)
 
         threads = {} if self.threads is None else {"threads": self.threads}
+        if self.device is not None:
+            threads["device"] = self.device
         return {"description": self.description, **threads,
                 "experiments": {e.name: resolved(e) for e in self.experiments}}
 
@@ -545,7 +552,7 @@ def check_override(keys: list[str], raw: dict, multi: bool) -> None:
             raise ConfigError("--set", written, "expected experiments.NAME.key with NAME one "
                               f"of {names}" + _suggest(keys[1] if len(keys) > 1 else "", names))
         rest = keys[2:]
-    elif keys in (["description"], ["threads"]):
+    elif keys in (["description"], ["threads"], ["device"]):
         return
     head = rest[0]
     if head not in EXPERIMENT_KEYS:
@@ -613,7 +620,7 @@ def load(config: str, overrides: list[str] = (), smoke: bool = False) -> Config:
     for text in overrides:
         keys, value = parse_assignment(text)
         check_override(keys, raw, multi)
-        if multi and keys[0] not in ("experiments", "threads"):
+        if multi and keys[0] not in ("experiments", "threads", "device"):
             for body in raw["experiments"].values():
                 if isinstance(body, dict):
                     _apply(body, keys, value, "--set")
@@ -623,6 +630,7 @@ def load(config: str, overrides: list[str] = (), smoke: bool = False) -> Config:
     if not isinstance(description, str):
         raise ConfigError(source, "description", "expected a string")
     threads = _threads(raw.get("threads"), source)
+    device = _device(raw.get("device"), source)
     if multi:
         bodies = raw["experiments"]
         if not isinstance(bodies, dict) or not bodies:
@@ -634,10 +642,11 @@ def load(config: str, overrides: list[str] = (), smoke: bool = False) -> Config:
         experiments = [_experiment_in(name, body, source, path.parent)
                        for name, body in bodies.items()]
     else:
-        body = {k: v for k, v in raw.items() if k not in ("description", "threads")}
+        body = {k: v for k, v in raw.items() if k not in ("description", "threads", "device")}
         body.setdefault("description", description)
         experiments = [_experiment(path.stem, body, source, path.parent)]
-    cfg = Config(path.stem, source, description, experiments, threads)
+    cfg = Config(path.stem, source, description, experiments, threads, device)
+    place(cfg, device)
     return shrink(cfg) if smoke else cfg
 
 
@@ -651,6 +660,25 @@ def _threads(value, source) -> int | None:
         return parse(value, "threads")
     except InputError as exc:
         raise ConfigError(source, "threads", str(exc).removeprefix("threads: ")) from None
+
+
+def _device(value, source) -> str | None:
+    """The top-level ``device`` key, checked for its form (whether this machine has it is
+    checked when the run starts: a config may be written for another machine)."""
+    from ..inference.device import parse
+
+    if value is None:
+        return None
+    try:
+        return parse(value, "device")
+    except InputError as exc:
+        raise ConfigError(source, "device", str(exc).removeprefix("device: ")) from None
+
+
+def place(cfg: Config, device: str | None) -> None:
+    """Every experiment computes on ``device`` (``None``: the CPU)."""
+    for exp in cfg.experiments:
+        exp.device = device or "cpu"
 
 
 def _experiment_in(name, body, source, base):

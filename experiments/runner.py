@@ -258,7 +258,7 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
 
     if not (cell.em["enabled"] or cell.vi["enabled"]):
         raise ConfigError(source, "em.enabled", "both em and vi are disabled: nothing to fit")
-    fits, restarts, start = fit_paths(cell, model, data, init, reporter)
+    fits, restarts, start = fit_on_device(cell, model, data, init, reporter, source)
 
     comparable = truth is not None and true_k == model.k and matches(model, truth)
     sure = uncertainty_report.summarize(cell.uncertainty, fits, model,
@@ -294,6 +294,7 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
                  "params": start.to_lists()},
         "restarts": restarts,
         "torch_threads": torch.get_num_threads(),  # what this cell computed with
+        "device": cell.device,
         "fits": {label: fit_summary(fit, data) for label, fit in fits.items()},
         "comparison": comparison.to_dict(),
         "aligned_to_truth": {k: v.to_lists() for k, v in comparison.aligned_params.items()},
@@ -315,6 +316,23 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
         arrays[f"responsibilities_{label}"] = fit.responsibilities.numpy()
     files = {f"fit_{label}.pt": fit_bytes(fit) for label, fit in fits.items()}
     return result, store.csv_text(header, rows), arrays, files
+
+
+def fit_on_device(cell: Experiment, model, data, init, reporter, source):
+    """:func:`fit_paths` on the cell's device: the data and starts (made on the CPU, so
+    every device starts alike) moved there, the fits brought back to the CPU for the
+    comparison, the report and the files."""
+    if cell.device == "cpu":
+        return fit_paths(cell, model, data, init, reporter)
+    from ..inference.device import fit_on_cpu, to_device
+
+    if not torch.is_tensor(data):
+        raise ConfigError(source, "device", f"{cell.device!r}: {cell.model['name']} takes "
+                          "sequences, which are fitted on the CPU only so far; use 'cpu'")
+    fits, restarts, start = fit_paths(cell, model, to_device(data, cell.device),
+                                      to_device(init, cell.device), reporter)
+    return ({label: fit_on_cpu(fit, data) for label, fit in fits.items()}, restarts,
+            start.map(lambda t: t.cpu()))
 
 
 def _clean(value):
@@ -428,7 +446,8 @@ def start(config: Config, root: Path, resume: Path | None, threads=None,
 
 
 def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = None,
-        resume: Path | None = None, threads: int | str | None = None, jobs: int = 1) -> Path:
+        resume: Path | None = None, threads: int | str | None = None, jobs: int = 1,
+        device: str | None = None) -> Path:
     """Run every cell of every experiment that is not already on disk; return the run dir.
 
     Each cell runs with torch's global random state forked and seeded (nothing should
@@ -439,6 +458,8 @@ def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = N
             ``threads``, else auto (see :mod:`experiments.threads`). Set for the run only.
         jobs: worker processes computing cells (each with ``threads`` threads); the
             numbers are the same whatever ``jobs`` is.
+        device: where the fits compute (``--device``); ``None``: the config's ``device``,
+            else the CPU. A device this machine lacks is refused before anything runs.
 
     Raises:
         Interrupted: on Ctrl-C/SIGTERM, with the finished cells kept.
@@ -447,10 +468,40 @@ def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = N
     from .threads import resolve, using
 
     reporter = reporter or Reporter()
+    place_device(config, device)
     check_plan_memory(config)
     chosen = resolve(threads, config.threads, problem_size(config), jobs)
     with using(chosen.count):
         return _run(config, Path(root), reporter, resume, chosen, jobs)
+
+
+def place_device(config: Config, device: str | None) -> None:
+    """Check the run's device (``--device`` over the config's ``device``) and give it to
+    every experiment.
+
+    Raises:
+        InputError: ``--device`` names a device this machine lacks; ConfigError: the
+            config's does, or streamed cells would compute off the CPU.
+    """
+    from ..inference.device import resolve
+    from .config import place
+    from .stream import streams
+
+    if device is not None:
+        chosen = str(resolve(device, "--device"))
+    elif config.device is not None:
+        try:
+            chosen = str(resolve(config.device, "device"))
+        except InputError as exc:
+            raise ConfigError(config.source, "device", str(exc).removeprefix("device: ")) \
+                from None
+    else:
+        chosen = "cpu"
+    place(config, chosen)
+    for exp in config.experiments:
+        if chosen != "cpu" and streams(exp.data):
+            raise ConfigError(config.source, "device", f"{chosen!r}: streamed data are read "
+                              "from disk chunk by chunk and fitted on the CPU; use 'cpu'")
 
 
 def _run(config: Config, root: Path, reporter: Reporter, resume: Path | None, threads,

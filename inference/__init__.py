@@ -2,6 +2,7 @@
 
 from .bootstrap import bootstrap
 from .compare import Comparison, adjusted_rand_index, alignment, compare, permute
+from .device import to_device
 from .em import fit_em
 from .enumeration import (
     pyro_gradient,
@@ -25,5 +26,5 @@ __all__ = [
     "initialize", "load", "open_npy",
     "louis_information", "observed_information", "permute", "pyro_log_likelihood",
     "pyro_gradient", "pyro_log_posterior", "pyro_map_assignments", "pyro_posterior",
-    "pyro_posterior_gradient",
+    "pyro_posterior_gradient", "to_device",
 ]

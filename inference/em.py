@@ -27,6 +27,7 @@ import torch
 
 from ..models.params import Params
 from ..models.validation import InputError, check_bool, check_callable, precision_notes
+from .device import check_same_device
 from .fit import Fit, Progress, warnings_as_notes
 from .intraop import serial_when_small
 from .ondisk import Shards, check_rows
@@ -248,6 +249,7 @@ def fit_em(model, data, init, *, max_iter: int = EM["max_iter"].default,
     data = check_rows(model, data)
     model.check_fit_data(data)
     params = model.check_params(init, "init")
+    check_same_device(data, params)
     options = Options(max_iter, tol, hard, chunk_size, callback, record_params,
                       track_log_likelihood, cache_bytes, model)
     batch = params.batch_shape(model.specs)
@@ -269,14 +271,14 @@ def fit_em(model, data, init, *, max_iter: int = EM["max_iter"].default,
 def _subset(params: Params, model, rows: list[int], batched: bool) -> Params:
     if not batched:
         return params
-    index = torch.tensor(rows)
-    return Params({k: v.index_select(0, index) for k, v in params.items()})
+    return Params({k: v.index_select(0, torch.tensor(rows, device=v.device))
+                   for k, v in params.items()})
 
 
 def _scatter(params: Params, new: Params, rows: list[int]) -> Params:
     """``params`` with the restarts ``rows`` replaced by ``new`` (a sub-batch)."""
-    index = torch.tensor(rows)
-    return Params({k: params[k].index_copy(0, index, new[k].to(params[k].dtype)) for k in params})
+    return Params({k: params[k].index_copy(0, torch.tensor(rows, device=params[k].device),
+                                           new[k].to(params[k].dtype)) for k in params})
 
 
 def _iterate(model, chunks: Chunks, run: EMRun, batched: bool, options: Options, start: float):

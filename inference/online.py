@@ -26,6 +26,7 @@ import torch
 
 from ..models.params import Params
 from ..models.validation import InputError, check_callable, precision_notes
+from .device import check_same_device
 from .em import CACHE_BYTES, Chunks, best_restart
 from .fit import Fit, Progress, warnings_as_notes
 from .ondisk import Shards, check_rows
@@ -76,6 +77,7 @@ def fit_online_em(model, data, init, *, batch_size: int = ONLINE["batch_size"].d
     data = check_rows(model, data)
     model.check_fit_data(data)
     params = model.check_params(init, "init")
+    check_same_device(data, params)
     batch_size = ONLINE["batch_size"].check(batch_size, "batch_size")
     alpha = ONLINE["alpha"].check(alpha, "alpha")
     t0 = ONLINE["t0"].check(t0, "t0")

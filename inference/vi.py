@@ -24,6 +24,7 @@ from pyro.infer import TraceEnum_ELBO, config_enumerate
 
 from ..models.params import Params, interior
 from ..models.validation import InputError, check_bool, check_callable, precision_notes
+from .device import check_same_device
 from .fit import Fit, Progress, warnings_as_notes
 from .guides import make_guide, posterior_summary, program_with_priors, site_params
 from .intraop import serial_when_small
@@ -188,8 +189,9 @@ def make_optimizer(options: VIOptions, leaves):
 
 
 def _finite(loss, values: Params) -> bool:
-    return bool(torch.isfinite(loss)) and all(bool(torch.isfinite(v).all())
-                                              for v in values.values())
+    """Loss and every parameter finite: one host round-trip (a GPU waits once)."""
+    flags = [torch.isfinite(loss).all()] + [torch.isfinite(v).all() for v in values.values()]
+    return bool(torch.stack(flags).all())
 
 
 def _record(run: VIRun, objective: Objective, loss, values: Params, options: VIOptions,
@@ -295,6 +297,7 @@ def fit_vi(model, data, init, *, optimizer: str = VI["optimizer"].default,
     data = check_rows(model, data)
     model.check_fit_data(data)
     params = model.check_params(init, "init")
+    check_same_device(data, params)
     options = VIOptions.check(optimizer, lr, steps, tol, patience, callback, record_params)
     posterior = check_posterior(model, VI["posterior"].check(posterior, "posterior"), options)
     batch_size = VI["batch_size"].check(batch_size, "batch_size")
