@@ -123,9 +123,10 @@ def initialize(model, data, method: str = INIT["method"].default, seed: int = IN
     sets = []
     for _ in range(restarts):
         if method == "random_params":  # drawn on the CPU, moved to the data's device
-            drawn = model.random_params(data, generator)
             where = getattr(data, "device", None)
-            if isinstance(where, torch.device):
+            on_cpu = not isinstance(where, torch.device) or where.type == "cpu"
+            drawn = model.random_params(data if on_cpu else data.cpu(), generator)
+            if not on_cpu:
                 drawn = {k: torch.as_tensor(v).to(where) for k, v in drawn.items()}
             sets.append(model.check_params(drawn, "init"))
         else:
