@@ -24,7 +24,7 @@ _EXPORTS = {
     **dict.fromkeys([
         "Comparison", "Fit", "Progress", "Uncertainty", "adjusted_rand_index", "bootstrap",
         "compare", "fit_em", "fit_online_em", "fit_vi", "initialize", "load",
-        "louis_information", "observed_information", "open_npy", "pyro_gradient",
+        "louis_information", "observed_information", "open_npy", "open_shards", "pyro_gradient",
         "pyro_log_likelihood", "pyro_map_assignments", "pyro_posterior", "to_device"],
         ".inference"),
     **dict.fromkeys([
@@ -74,6 +74,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
         louis_information,
         observed_information,
         open_npy,
+        open_shards,
         pyro_gradient,
         pyro_log_likelihood,
         pyro_map_assignments,

@@ -14,7 +14,7 @@ from .enumeration import (
 )
 from .fit import Fit, Progress
 from .init import INIT_METHODS, initialize
-from .ondisk import open_npy
+from .ondisk import open_npy, open_shards
 from .online import fit_online_em
 from .persist import load_fit as load
 from .uncertainty import Uncertainty, louis_information, observed_information
@@ -23,7 +23,7 @@ from .vi import fit_vi
 __all__ = [
     "Comparison", "Fit", "INIT_METHODS", "Progress", "Uncertainty", "adjusted_rand_index",
     "alignment", "bootstrap", "compare", "fit_em", "fit_online_em", "fit_vi",
-    "initialize", "load", "open_npy",
+    "initialize", "load", "open_npy", "open_shards",
     "louis_information", "observed_information", "permute", "pyro_log_likelihood",
     "pyro_gradient", "pyro_log_posterior", "pyro_map_assignments", "pyro_posterior",
     "pyro_posterior_gradient", "to_device",
