@@ -115,8 +115,8 @@ def test_a_folder_of_shards_runs_with_the_numbers_of_memory(tmp_path, emvi):
     folder.mkdir()
     for i, part in enumerate(np.array_split(x, 3)):
         np.save(folder / f"part-{i}.npy", part)
-    (tmp_path / "cfg.toml").write_text(config_text("shards", iters=30, chunk=700,
-                                                   steps=12, plots="true"), encoding="utf-8")
+    (tmp_path / "cfg.toml").write_text(config_text("shards", iters=10, chunk=700,
+                                                   steps=6), encoding="utf-8")
     code, out, err = emvi("run", tmp_path / "cfg.toml", "--quiet", "--out", tmp_path / "runs")
     assert code == 0, err
     run = next((tmp_path / "runs" / "cfg").iterdir())
@@ -124,13 +124,12 @@ def test_a_folder_of_shards_runs_with_the_numbers_of_memory(tmp_path, emvi):
     cell = metrics["experiments"]["cfg"]["cells"][0]
     assert cell["data"]["streamed"]["shards"] == 3 and cell["data"]["n"] == 6000
     model = GaussianMixture(k=2, dim=D, covariance="diag")
-    memory = fit_em(model, torch.from_numpy(x), model.check_params(INIT), max_iter=30,
+    memory = fit_em(model, torch.from_numpy(x), model.check_params(INIT), max_iter=10,
                     tol=1e-12)
     assert cell["fits"]["em"]["log_likelihood"] == pytest.approx(memory.log_likelihood,
                                                                  rel=1e-10)
     inputs = json.loads((run / "inputs.json").read_text())
     assert list(inputs["files"]) == [str(folder.resolve())]  # the folder's shards, hashed
-    assert "pass over the data" in (run / "report.md").read_text() or (run / "plots").is_dir()
 
 
 def test_simulated_data_stream_in_chunks(tmp_path, emvi, write_config):

@@ -149,6 +149,10 @@ def test_em_and_online_em_over_shards_give_the_numbers_of_memory(shard_folder):
     init = model.check_params({"weights": [0.5, 0.5], "locs": [[0.0, 0.0], [3.0, 3.0]],
                                "scale_tril": [[[1.0, 0.0], [0.0, 1.0]]] * 2})
     shards = open_shards(folder)
+    from emvi.inference.em import CACHE_BYTES, Chunks
+
+    chunks = Chunks(model, shards, model.shift(shards), 300, CACHE_BYTES)  # never straddling
+    assert [len(p) for p in chunks.pieces] == [300, 300, 100, 50, 300, 300, 300, 300, 50]
     streamed = fit_em(model, shards, init, max_iter=20, tol=None, chunk_size=300)
     memory = fit_em(model, x, init, max_iter=20, tol=None)
     torch.testing.assert_close(streamed.objective, memory.objective, rtol=1e-12, atol=0)
