@@ -25,8 +25,9 @@ _EXPORTS = {
         "Comparison", "Fit", "Progress", "Uncertainty", "adjusted_rand_index", "bootstrap",
         "compare", "fit_em", "fit_em_distributed", "fit_online_em", "fit_vi",
         "fit_vi_distributed", "initialize", "load",
-        "louis_information", "observed_information", "open_npy", "pyro_gradient",
-        "pyro_log_likelihood", "pyro_map_assignments", "pyro_posterior"], ".inference"),
+        "louis_information", "observed_information", "open_npy", "open_shards", "pyro_gradient",
+        "pyro_log_likelihood", "pyro_map_assignments", "pyro_posterior", "to_device"],
+        ".inference"),
     **dict.fromkeys([
         "COVARIANCE_TYPES", "Bernoulli", "BernoulliMixture", "Binomial", "Categorical",
         "CategoricalMixture", "Exponential", "ExponentialMixture", "Family", "Gaussian",
@@ -74,10 +75,12 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
         louis_information,
         observed_information,
         open_npy,
+        open_shards,
         pyro_gradient,
         pyro_log_likelihood,
         pyro_map_assignments,
         pyro_posterior,
+        to_device,
     )
     from .models import (  # noqa: F401
         COVARIANCE_TYPES,

@@ -87,6 +87,8 @@ def resume_hint(args, path) -> str:
         argv += ["--threads", str(args.threads)]
     if args.jobs != 1:
         argv += ["--jobs", str(args.jobs)]
+    if args.device is not None:
+        argv += ["--device", args.device]
     argv += ["--out", str(args.out), "--resume", str(path)]
     return shlex.join(argv)
 
@@ -111,7 +113,7 @@ def cmd_run(args) -> int:
     bars = Bars(args.quiet)
     try:
         path = run(config, Path(args.out), bars, resume=args.resume, threads=args.threads,
-                   jobs=args.jobs)
+                   jobs=args.jobs, device=args.device)
     except Interrupted as exc:
         print(f"emvi: interrupted; {exc.done} of {exc.total} cells kept in {exc.path}; "
               f"finish with: {resume_hint(args, exc.path)}", file=sys.stderr)
@@ -289,6 +291,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=_jobs, default=1, metavar="N",
                      help="share every fit between N local processes (torch.distributed, "
                      "gloo; default 1); under torchrun, its processes are the workers")
+    run.add_argument("--device", metavar="DEVICE", help="where the fits compute: cpu, cuda "
+                     "or cuda:N (default: the config's device, else cpu); a device this "
+                     "machine lacks is refused before anything runs")
     run.set_defaults(func=cmd_run)
     lst = sub.add_parser("list", help="registered models and shipped configs")
     lst.add_argument("--options", action="store_true",

@@ -77,6 +77,9 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "sequences": Field(int, None, low=1, high=10**7),
         "length": Field(int, None, low=1, high=10**9),
         "sequence": Field(str, None, sweep=False),
+        # never hold the data whole: a mapped .npy (or folder of shards), or simulated
+        # chunk by chunk; EM reads one chunk at a time (see experiments/stream.py)
+        "stream": Field(bool, False, sweep=False),
     },
     # [init], [em] and [vi] are the Python API's options (one table: inference.options),
     # plus what only a config says: fitting a path at all, starting from given values
@@ -112,8 +115,9 @@ SECTIONS: dict[str, dict[str, Field]] = {
 ONLINE_FIELDS = {name: dataclasses.replace(from_option(option), sweep=False)
                  for name, option in options.ONLINE.items()}
 EXPERIMENT_KEYS = ("description", "model", "truth") + tuple(SECTIONS)
-#: run-wide keys: ``threads`` (torch threads; see experiments/threads.py for precedence)
-TOP_KEYS = ("description", "threads", "experiments") + EXPERIMENT_KEYS
+#: run-wide keys: ``threads`` (torch threads; see experiments/threads.py for precedence) and
+#: ``device`` (``cpu``, ``cuda``, ``cuda:N``: where the fits compute; ``--device`` wins)
+TOP_KEYS = ("description", "threads", "device", "experiments") + EXPERIMENT_KEYS
 #: smoke mode: small and quick, but every code path
 SMOKE = {"n": 120, "max_iter": 15, "steps": 15, "restarts": 2, "axis": 2, "bootstrap": 5}
 
@@ -136,6 +140,8 @@ class Experiment:
     axes: list = field(default_factory=list)
     #: smoke mode: at most this many rows of a data file
     max_rows: int | None = None
+    #: where the fits compute (the run's ``device``; data and starts are made on the CPU)
+    device: str = "cpu"
 
     def sections(self) -> dict:
         return {"model": self.model, "truth": self.truth, "data": self.data, "init": self.init,
@@ -170,6 +176,8 @@ class Config:
     experiments: list[Experiment]
     #: torch threads (``None``: auto; ``--threads`` and ``EMVI_THREADS`` take precedence)
     threads: int | None = None
+    #: where the fits compute (``None``: the CPU; ``--device`` takes precedence)
+    device: str | None = None
 
     def to_dict(self) -> dict:
         """The resolved config (defaults filled, sweeps kept as lists), ``None``s dropped."""
@@ -181,6 +189,8 @@ class Config:
             return _drop_none(body)
 
         threads = {} if self.threads is None else {"threads": self.threads}
+        if self.device is not None:
+            threads["device"] = self.device
         return {"description": self.description, **threads,
                 "experiments": {e.name: resolved(e) for e in self.experiments}}
 
@@ -356,9 +366,12 @@ def _check_data_source(exp: Experiment, source, base: Path) -> None:
     if data["file"] is not None:
         path = Path(data["file"])
         path = path if path.is_absolute() else (base / path)
-        if not path.is_file():
+        if path.is_dir():  # a folder of .npy shards: streamed (each shard checked as read)
+            if not any(p.suffix == ".npy" for p in path.iterdir()):
+                raise ConfigError(source, "data.file", f"no .npy shards in the folder {path}")
+        elif not path.is_file():
             raise ConfigError(source, "data.file", f"no such file: {path}")
-        if path.suffix not in (".csv", ".npy"):
+        elif path.suffix not in (".csv", ".npy"):
             raise ConfigError(source, "data.file", f"expected a .csv or .npy file, got {path.name}")
         data["file"] = str(path.resolve())
         if data["columns"] is not None and not all(isinstance(c, (str, int)) and not
@@ -371,8 +384,35 @@ def _check_data_source(exp: Experiment, source, base: Path) -> None:
         if data["n"] is None and data["lengths"] is None and data["sequences"] is None:
             raise ConfigError(source, "data.n", "missing: how many observations to simulate")
     _check_sequence_keys(data, source)
+    _check_stream(exp, source)
     if exp.init["method"] == "params" and exp.init["params"] is None:
         raise ConfigError(source, "init.params", "missing: init.method = 'params' needs values")
+
+
+def _check_stream(exp: Experiment, source) -> None:
+    """What a streamed cell cannot do: it reads float64 rows whole, never all at once."""
+    from .stream import streams
+
+    data = exp.data
+    if not streams(data):
+        return
+    if data["file"] is not None and not (Path(data["file"]).is_dir()
+                                         or data["file"].endswith(".npy")):
+        raise ConfigError(source, "data.stream", "streams a .npy file or a folder of .npy "
+                          "shards (memory-mapped), not a .csv")
+    refused = [("data.columns", data["columns"] is not None),
+               ("data.missing", data["missing"] is not None),
+               ("data.lengths", any(data[k] is not None for k in
+                                    ("lengths", "sequences", "length", "sequence"))),
+               ("uncertainty.standard_errors", exp.uncertainty["standard_errors"]),
+               ("uncertainty.bootstrap", exp.uncertainty["bootstrap"] > 0)]
+    for key, bad in refused:
+        if bad:
+            raise ConfigError(source, key, "does not apply to streamed data (data.stream, or "
+                              "a folder of shards): they are read chunk by chunk, never whole")
+    if exp.vi["enabled"] and exp.vi["batch_size"] is None:
+        raise ConfigError(source, "vi.batch_size", "missing: streamed data are fitted by "
+                          "mini-batch VI (give vi.batch_size, or vi.enabled = false)")
 
 
 def _check_sequence_keys(data: dict, source) -> None:
@@ -438,6 +478,9 @@ def check_cell(cell: Experiment, source) -> None:
     check_spec(cell.data["missing"], source)
     model = build_model(cell.model, source)
     keys = sequence_keys(cell.data)
+    if cell.data["stream"] and takes_sequences(model):
+        raise ConfigError(source, "data.stream", f"{cell.model['name']} takes sequences; "
+                          "streamed data are rows")
     if keys and not takes_sequences(model):
         raise ConfigError(source, keys[0], f"{cell.model['name']} takes rows, not sequences")
     if cell.truth is not None:
@@ -509,7 +552,7 @@ def check_override(keys: list[str], raw: dict, multi: bool) -> None:
             raise ConfigError("--set", written, "expected experiments.NAME.key with NAME one "
                               f"of {names}" + _suggest(keys[1] if len(keys) > 1 else "", names))
         rest = keys[2:]
-    elif keys in (["description"], ["threads"]):
+    elif keys in (["description"], ["threads"], ["device"]):
         return
     head = rest[0]
     if head not in EXPERIMENT_KEYS:
@@ -577,7 +620,7 @@ def load(config: str, overrides: list[str] = (), smoke: bool = False) -> Config:
     for text in overrides:
         keys, value = parse_assignment(text)
         check_override(keys, raw, multi)
-        if multi and keys[0] not in ("experiments", "threads"):
+        if multi and keys[0] not in ("experiments", "threads", "device"):
             for body in raw["experiments"].values():
                 if isinstance(body, dict):
                     _apply(body, keys, value, "--set")
@@ -587,6 +630,7 @@ def load(config: str, overrides: list[str] = (), smoke: bool = False) -> Config:
     if not isinstance(description, str):
         raise ConfigError(source, "description", "expected a string")
     threads = _threads(raw.get("threads"), source)
+    device = _device(raw.get("device"), source)
     if multi:
         bodies = raw["experiments"]
         if not isinstance(bodies, dict) or not bodies:
@@ -598,10 +642,11 @@ def load(config: str, overrides: list[str] = (), smoke: bool = False) -> Config:
         experiments = [_experiment_in(name, body, source, path.parent)
                        for name, body in bodies.items()]
     else:
-        body = {k: v for k, v in raw.items() if k not in ("description", "threads")}
+        body = {k: v for k, v in raw.items() if k not in ("description", "threads", "device")}
         body.setdefault("description", description)
         experiments = [_experiment(path.stem, body, source, path.parent)]
-    cfg = Config(path.stem, source, description, experiments, threads)
+    cfg = Config(path.stem, source, description, experiments, threads, device)
+    place(cfg, device)
     return shrink(cfg) if smoke else cfg
 
 
@@ -615,6 +660,25 @@ def _threads(value, source) -> int | None:
         return parse(value, "threads")
     except InputError as exc:
         raise ConfigError(source, "threads", str(exc).removeprefix("threads: ")) from None
+
+
+def _device(value, source) -> str | None:
+    """The top-level ``device`` key, checked for its form (whether this machine has it is
+    checked when the run starts: a config may be written for another machine)."""
+    from ..inference.device import parse
+
+    if value is None:
+        return None
+    try:
+        return parse(value, "device")
+    except InputError as exc:
+        raise ConfigError(source, "device", str(exc).removeprefix("device: ")) from None
+
+
+def place(cfg: Config, device: str | None) -> None:
+    """Every experiment computes on ``device`` (``None``: the CPU)."""
+    for exp in cfg.experiments:
+        exp.device = device or "cpu"
 
 
 def _experiment_in(name, body, source, base):

@@ -541,6 +541,9 @@ def trajectories_figure(view: CellView, title: str, plots: dict | None = None) -
 def _step_label(view: CellView, short: bool = False) -> str:
     """The x axis shared by both paths: EM iterations and VI optimiser steps."""
     vi = view.result["fits"].get("vi", {}).get("method", "")
+    em = view.result["fits"].get("em", {}).get("method", "")
+    if em == "online-em" or vi.startswith("vi-minibatch"):  # traces recorded per pass
+        return "pass over the data" if short else "pass over the data (batch EM: an iteration)"
     if vi == "vi-lbfgs":
         return ("EM iteration / VI L-BFGS step" if short else
                 "EM iteration / VI L-BFGS step (one step = up to 25 objective evaluations "

@@ -145,14 +145,18 @@ def simulated_event_numel(cell: Experiment, source) -> int:
 
 def check_plan_memory(config: Config) -> None:
     """Before a run starts: every simulated cell's memory."""
+    from .stream import chunk_rows, streams
+
     for exp in config.experiments:
         for _, _, cell in exp.cells():
             if cell.data["file"] is not None:
                 continue  # checked once the file is read, before any fitting
             key = "data.n" if len(config.experiments) == 1 else f"experiments.{exp.name}.data.n"
-            check_memory(cell, build_model(cell.model, config.source),
-                         simulated_size(cell.data), simulated_event_numel(cell, config.source),
-                         config.source, key)
+            size = simulated_size(cell.data)
+            if streams(cell.data):  # one chunk at a time
+                size = min(size, chunk_rows(cell))
+            check_memory(cell, build_model(cell.model, config.source), size,
+                         simulated_event_numel(cell, config.source), config.source, key)
 
 
 def problem_size(config: Config) -> int:
@@ -162,7 +166,9 @@ def problem_size(config: Config) -> int:
     for exp in config.experiments:
         for _, _, cell in exp.cells():
             if cell.data["file"] is not None:
-                values = Path(cell.data["file"]).stat().st_size // 8
+                path = Path(cell.data["file"])
+                files = sorted(path.glob("*.npy")) if path.is_dir() else [path]
+                values = sum(p.stat().st_size for p in files) // 8
             else:
                 values = simulated_size(cell.data) * simulated_event_numel(cell, config.source)
             k = build_model(cell.model, config.source).k
@@ -230,6 +236,10 @@ def vi_posterior(model, fits: dict, permutations: dict) -> dict | None:
 def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, dict, dict]:
     """Fit one cell both ways; returns ``(result, history csv, arrays, files)`` where
     ``files`` are the fitted models (``fit_em.pt``, ``fit_vi.pt``)."""
+    from .stream import run_streamed_cell, streams
+
+    if streams(cell.data):  # never held whole: chunk by chunk
+        return run_streamed_cell(cell, source, reporter)
     model = build_model(cell.model, source)
     data, assignments, truth, true_k = make_data(cell, model, source)
     complete, data = data, missing_entries.remove(
@@ -248,7 +258,7 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
 
     if not (cell.em["enabled"] or cell.vi["enabled"]):
         raise ConfigError(source, "em.enabled", "both em and vi are disabled: nothing to fit")
-    fits, restarts, start = fit_paths(cell, model, data, init, reporter)
+    fits, restarts, start = fit_on_device(cell, model, data, init, reporter, source)
     if workers.follower():  # rank 0 compares and writes
         return None
 
@@ -286,6 +296,7 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
                  "params": start.to_lists()},
         "restarts": restarts,
         "torch_threads": torch.get_num_threads(),  # what this cell computed with
+        "device": cell.device,
         "fits": {label: fit_summary(fit, data) for label, fit in fits.items()},
         "comparison": comparison.to_dict(),
         "aligned_to_truth": {k: v.to_lists() for k, v in comparison.aligned_params.items()},
@@ -307,6 +318,23 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
         arrays[f"responsibilities_{label}"] = fit.responsibilities.numpy()
     files = {f"fit_{label}.pt": fit_bytes(fit) for label, fit in fits.items()}
     return result, store.csv_text(header, rows), arrays, files
+
+
+def fit_on_device(cell: Experiment, model, data, init, reporter, source):
+    """:func:`fit_paths` on the cell's device: the data and starts (made on the CPU, so
+    every device starts alike) moved there, the fits brought back to the CPU for the
+    comparison, the report and the files."""
+    if cell.device == "cpu":
+        return fit_paths(cell, model, data, init, reporter)
+    from ..inference.device import fit_on_cpu, to_device
+
+    if not torch.is_tensor(data):
+        raise ConfigError(source, "device", f"{cell.device!r}: {cell.model['name']} takes "
+                          "sequences, which are fitted on the CPU only so far; use 'cpu'")
+    fits, restarts, start = fit_paths(cell, model, to_device(data, cell.device),
+                                      to_device(init, cell.device), reporter)
+    return ({label: fit_on_cpu(fit, data) for label, fit in fits.items()}, restarts,
+            start.map(lambda t: t.cpu()))
 
 
 def _clean(value):
@@ -341,7 +369,10 @@ def input_files(config: Config) -> list[str]:
 def inputs(config: Config) -> dict:
     """What a resumed run must find unchanged: each input file's SHA-256, torch threads
     (the run's count, set by :func:`run`: the numbers may differ in round-off with it)."""
-    return {"files": {path: store.sha256(Path(path)) for path in input_files(config)},
+    from .stream import folder_digest
+
+    return {"files": {path: folder_digest(Path(path)) if Path(path).is_dir()
+                      else store.sha256(Path(path)) for path in input_files(config)},
             "torch_threads": torch.get_num_threads()}
 
 
@@ -420,7 +451,7 @@ def start(config: Config, root: Path, resume: Path | None, threads=None,
 
 def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = None,
         resume: Path | None = None, threads: int | str | None = None, jobs: int = 1,
-        group=None) -> Path | None:
+        device: str | None = None, group=None) -> Path | None:
     """Run every cell of every experiment that is not already on disk; return the run dir.
 
     Each cell runs with torch's global random state forked and seeded (nothing should
@@ -431,6 +462,8 @@ def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = N
             ``threads``, else auto (see :mod:`experiments.threads`). Set for the run only.
         jobs: worker processes computing cells (each with ``threads`` threads); the
             numbers are the same whatever ``jobs`` is.
+        device: where the fits compute (``--device``); ``None``: the config's ``device``,
+            else the CPU. A device this machine lacks is refused before anything runs.
         group: a :class:`~inference.distributed.Group` sharing every fit (``--workers``,
             torchrun; see :mod:`experiments.workers`): rank 0 writes the run and returns
             its directory, the other ranks compute the fits and return ``None``.
@@ -442,6 +475,7 @@ def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = N
     from .threads import resolve, using
 
     reporter = reporter or Reporter()
+    place_device(config, device)
     check_plan_memory(config)
     ranks = 1 if group is None else group.world_size  # processes, as --jobs (threads)
     chosen = resolve(threads, config.threads, problem_size(config), max(jobs, ranks))
@@ -449,6 +483,35 @@ def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = N
         if workers.follower():
             return workers.follow(config, reporter)
         return _run(config, Path(root), reporter, resume, chosen, jobs)
+
+
+def place_device(config: Config, device: str | None) -> None:
+    """Check the run's device (``--device`` over the config's ``device``) and give it to
+    every experiment.
+
+    Raises:
+        InputError: ``--device`` names a device this machine lacks; ConfigError: the
+            config's does, or streamed cells would compute off the CPU.
+    """
+    from ..inference.device import resolve
+    from .config import place
+    from .stream import streams
+
+    if device is not None:
+        chosen = str(resolve(device, "--device"))
+    elif config.device is not None:
+        try:
+            chosen = str(resolve(config.device, "device"))
+        except InputError as exc:
+            raise ConfigError(config.source, "device", str(exc).removeprefix("device: ")) \
+                from None
+    else:
+        chosen = "cpu"
+    place(config, chosen)
+    for exp in config.experiments:
+        if chosen != "cpu" and streams(exp.data):
+            raise ConfigError(config.source, "device", f"{chosen!r}: streamed data are read "
+                              "from disk chunk by chunk and fitted on the CPU; use 'cpu'")
 
 
 def _run(config: Config, root: Path, reporter: Reporter, resume: Path | None, threads,

@@ -38,7 +38,8 @@ def _fit(label: str, cell, model, data, init: Params, reporter, title: str,
         vi = cell.vi
         fit = vi_fit(model, data, init, optimizer=vi["optimizer"], lr=vi["lr"],
                      steps=vi["steps"], tol=vi["tol"], patience=vi["patience"],
-                     posterior=vi["posterior"], callback=reporter.fit_progress,
+                     posterior=vi["posterior"], batch_size=vi["batch_size"], seed=vi["seed"],
+                     chunk_size=cell.em["chunk_size"], callback=reporter.fit_progress,
                      record_params=record_params)
     reporter.fit_finished()
     return fit

@@ -190,7 +190,7 @@ def run_rank(args, group):
     reporter = Bars(args.quiet) if group.rank == 0 else Reporter()
     try:
         return run(config, args.out, reporter, resume=args.resume, threads=args.threads,
-                   group=group)
+                   device=getattr(args, "device", None), group=group)
     finally:
         if group.rank == 0:
             reporter.fit_finished()

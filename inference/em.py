@@ -27,8 +27,10 @@ import torch
 
 from ..models.params import Params
 from ..models.validation import InputError, check_bool, check_callable, precision_notes
+from .device import check_same_device
 from .fit import Fit, Progress, warnings_as_notes
 from .intraop import serial_when_small
+from .ondisk import Shards, check_rows
 from .options import EM
 
 #: prepared statistics up to this size are computed once and kept for all iterations
@@ -62,7 +64,8 @@ class Chunks:
                                  "needs all the data at once")
             chunk_size, cache_bytes = n, float("inf")
         # rows: the first 16 (splitting all the data into 16-row views costs n/16 objects)
-        probe_data = data[:16] if torch.is_tensor(data) else model.split(data, 16)[0]
+        rows = torch.is_tensor(data) or isinstance(data, Shards)
+        probe_data = data[:16] if rows else model.split(data, 16)[0]
         probe = model.prepare(probe_data, shift)
         parts = _tensors(probe)
         unit_bytes = sum(t.numel() * t.element_size() for t in parts) / model.n_units(probe_data)
@@ -72,7 +75,9 @@ class Chunks:
         if chunk_size is None:
             chunk_size = n if cache else max(1, int(cache_bytes // unit_bytes))
         self.chunk_size = chunk_size
-        self.pieces = model.split(data, chunk_size)
+        # shards: chunks inside one file each (no copy across a boundary)
+        self.pieces = (data.pieces(chunk_size) if isinstance(data, Shards)
+                       else model.split(data, chunk_size))
         self.cache = [model.prepare(piece, shift) for piece in self.pieces] if cache else None
 
     def __len__(self) -> int:
@@ -232,7 +237,8 @@ def fit_em(model, data, init, *, max_iter: int = EM["max_iter"].default,
 
     Args:
         model: a model (see :mod:`models.base`).
-        data: ``(n, ...)`` observations.
+        data: ``(n, ...)`` observations (a memory-mapped file or :class:`~.ondisk.Shards`
+            stream chunk by chunk).
         init: initial parameters; a leading restart dimension ``(R, ...)`` runs R
             EMs at once in one vectorised loop and keeps the best.
         max_iter: most M-steps.
@@ -255,9 +261,10 @@ def fit_em(model, data, init, *, max_iter: int = EM["max_iter"].default,
         (index 0) and end where that restart stopped.
     """
     notes = precision_notes(data)
-    data = model.check_data(data)
+    data = check_rows(model, data)
     model.check_fit_data(data)
     params = model.check_params(init, "init")
+    check_same_device(data, params)
     options = Options(max_iter, tol, hard, chunk_size, callback, record_params,
                       track_log_likelihood, cache_bytes, model)
     return run_em(model, data, params, options, notes)
@@ -294,14 +301,14 @@ def run_em(model, data, params: Params, options: Options, notes: list, shift=Non
 def _subset(params: Params, model, rows: list[int], batched: bool) -> Params:
     if not batched:
         return params
-    index = torch.tensor(rows)
-    return Params({k: v.index_select(0, index) for k, v in params.items()})
+    return Params({k: v.index_select(0, torch.tensor(rows, device=v.device))
+                   for k, v in params.items()})
 
 
 def _scatter(params: Params, new: Params, rows: list[int]) -> Params:
     """``params`` with the restarts ``rows`` replaced by ``new`` (a sub-batch)."""
-    index = torch.tensor(rows)
-    return Params({k: params[k].index_copy(0, index, new[k].to(params[k].dtype)) for k in params})
+    return Params({k: params[k].index_copy(0, torch.tensor(rows, device=params[k].device),
+                                           new[k].to(params[k].dtype)) for k in params})
 
 
 def _iterate(model, chunks: Chunks, run: EMRun, batched: bool, options: Options, start: float):

@@ -28,7 +28,8 @@ def sample_proportional(weights: torch.Tensor, count: int, generator) -> torch.T
     ``weights: (n,)`` (non-negative, positive sum): cumulative sums and a binary search,
     for any n (``torch.multinomial`` refuses more than 2^24 categories)."""
     cumulative = weights.cumsum(0)
-    draws = torch.rand(count, generator=generator, dtype=weights.dtype) * cumulative[-1]
+    draws = torch.rand(count, generator=generator, dtype=weights.dtype).to(weights.device)
+    draws = draws * cumulative[-1]  # drawn on the CPU: the same numbers on every device
     return torch.searchsorted(cumulative, draws, right=True).clamp_max(len(weights) - 1)
 
 
@@ -82,7 +83,7 @@ def initial_responsibilities(points, k: int, method: str, generator) -> torch.Te
     """
     n = points.shape[0]
     if method == "random":
-        resp = torch.rand(n, k, generator=generator, dtype=points.dtype)
+        resp = torch.rand(n, k, generator=generator, dtype=points.dtype).to(points.device)
         return resp / resp.sum(1, keepdim=True)
     if method == "random_points":
         return _nearest(points, points[torch.randperm(n, generator=generator)[:k]], k)
@@ -106,7 +107,8 @@ def initialize(model, data, method: str = INIT["method"].default, seed: int = IN
 
     Args:
         model: any model with ``features``, ``m_step`` (and ``random_params``).
-        data: ``(n, ...)`` observations.
+        data: ``(n, ...)`` observations; the starts are made on their device (random
+            numbers drawn on the CPU: the same starts on every device).
         method: one of :data:`INIT_METHODS`.
         seed: seed of a private generator (the global RNG is untouched).
         restarts: R > 1 gives a batch of R independent starts, ``(R, ...)`` per tensor.
@@ -120,8 +122,13 @@ def initialize(model, data, method: str = INIT["method"].default, seed: int = IN
     points = standardise(model.features(data))
     sets = []
     for _ in range(restarts):
-        if method == "random_params":
-            sets.append(model.check_params(model.random_params(data, generator), "init"))
+        if method == "random_params":  # drawn on the CPU, moved to the data's device
+            where = getattr(data, "device", None)
+            on_cpu = not isinstance(where, torch.device) or where.type == "cpu"
+            drawn = model.random_params(data if on_cpu else data.cpu(), generator)
+            if not on_cpu:
+                drawn = {k: torch.as_tensor(v).to(where) for k, v in drawn.items()}
+            sets.append(model.check_params(drawn, "init"))
         else:
             resp = initial_responsibilities(points, model.k, method, generator)
             sets.append(model.m_step(data, resp))

@@ -26,8 +26,10 @@ import torch
 
 from ..models.params import Params
 from ..models.validation import InputError, check_callable, precision_notes
+from .device import check_same_device
 from .em import CACHE_BYTES, Chunks, best_restart
 from .fit import Fit, Progress, warnings_as_notes
+from .ondisk import Shards, check_rows
 from .options import ONLINE
 
 
@@ -72,9 +74,10 @@ def fit_online_em(model, data, init, *, batch_size: int = ONLINE["batch_size"].d
         A :class:`Fit` (method ``online-em``); ``objective`` per pass (index 0 = init).
     """
     notes = precision_notes(data)
-    data = model.check_data(data)
+    data = check_rows(model, data)
     model.check_fit_data(data)
     params = model.check_params(init, "init")
+    check_same_device(data, params)
     batch_size = ONLINE["batch_size"].check(batch_size, "batch_size")
     alpha = ONLINE["alpha"].check(alpha, "alpha")
     t0 = ONLINE["t0"].check(t0, "t0")
@@ -82,7 +85,7 @@ def fit_online_em(model, data, init, *, batch_size: int = ONLINE["batch_size"].d
     polyak = ONLINE["polyak"].check(polyak, "polyak")
     seed = ONLINE["seed"].check(seed, "seed")
     callback = None if callback is None else check_callable(callback, "callback")
-    if not torch.is_tensor(data):
+    if not (torch.is_tensor(data) or isinstance(data, Shards)):
         raise InputError("data: online EM takes rows (a tensor); sequences (HMMs) are not "
                          "supported yet")
     if not model.chunkable or model.m_step_kind != "closed-form":

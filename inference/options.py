@@ -104,6 +104,12 @@ VI = {
                         "needs priors), normal or mvn (AutoNormal / AutoMultivariateNormal "
                         "posteriors, with adam); none: map when the model has priors, else "
                         "point", choices=("point", "map", "normal", "mvn"), nullable=True),
+    "batch_size": Option(int, None, "mini-batch VI: rows per Adam step, the data plate's terms "
+                         "scaled by n / batch (an unbiased gradient); steps then count "
+                         "mini-batches and the objective is recorded per pass; none: all "
+                         "the data every step", low=1, high=10**9, nullable=True),
+    "seed": Option(int, 0, "mini-batch VI: the order of the mini-batches (a private "
+                   "generator)", low=0, high=2**63 - 1),
 }
 INIT = {
     "method": Option(str, "kmeans++", "how starts are made: k-means++ centres (as "

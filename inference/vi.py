@@ -26,10 +26,12 @@ from pyro.infer import JitTraceEnum_ELBO, TraceEnum_ELBO, config_enumerate
 from ..models.hmm import HMM
 from ..models.params import Params, interior
 from ..models.validation import InputError, check_bool, check_callable, precision_notes
+from .device import check_same_device
 from .fit import Fit, Progress, warnings_as_notes
 from .guides import make_guide, posterior_summary, program_with_priors, site_params
 from .intraop import serial_when_small
-from .options import OPTIMIZERS, VI  # noqa: F401 (OPTIMIZERS: public)
+from .ondisk import Shards, check_rows
+from .options import EM, OPTIMIZERS, VI  # noqa: F401 (OPTIMIZERS: public)
 
 DEFAULT_LR = {"adam": 0.05, "lbfgs": 1.0}
 DEFAULT_PATIENCE = {"adam": 10, "lbfgs": 1}
@@ -270,8 +272,9 @@ def make_optimizer(options: VIOptions, leaves):
 
 
 def _finite(loss, values: Params) -> bool:
-    return bool(torch.isfinite(loss)) and all(bool(torch.isfinite(v).all())
-                                              for v in values.values())
+    """Loss and every parameter finite: one host round-trip (a GPU waits once)."""
+    flags = [torch.isfinite(loss).all()] + [torch.isfinite(v).all() for v in values.values()]
+    return bool(torch.stack(flags).all())
 
 
 def _record(run: VIRun, objective: Objective, loss, values: Params, options: VIOptions,
@@ -416,7 +419,8 @@ def fit_vi(model, data, init, *, optimizer: str = VI["optimizer"].default,
            lr: float | None = VI["lr"].default, steps: int = VI["steps"].default,
            tol: float | None = VI["tol"].default, patience: int | None = VI["patience"].default,
            posterior: str | None = VI["posterior"].default,
-           callback: Callable[[Progress], None] | None = None,
+           batch_size: int | None = VI["batch_size"].default, seed: int = VI["seed"].default,
+           chunk_size: int | None = None, callback: Callable[[Progress], None] | None = None,
            record_params: bool = True) -> Fit:
     """Fit ``model`` to ``data`` by maximising TraceEnum_ELBO from ``init``.
 
@@ -437,23 +441,40 @@ def fit_vi(model, data, init, *, optimizer: str = VI["optimizer"].default,
             MAP-EM), ``normal`` / ``mvn`` (``AutoNormal`` / ``AutoMultivariateNormal``
             posteriors; ``fit.posterior`` holds means and sds). Default: ``map`` when the
             model has priors, else ``point``.
+        batch_size: mini-batch VI (Adam; ``point`` or ``map``): each step sees this many
+            random rows, the terms of the program's data plate scaled by ``n / batch_size``
+            (an unbiased loss and gradient); ``steps`` then counts mini-batches, ``tol`` does
+            not apply, and the objective is the full data's after every pass (see
+            :mod:`inference.minibatch`). ``None``: all rows every step.
+        seed: the order of the mini-batches (a private generator).
+        chunk_size: mini-batch VI: observations per chunk of the full-data objective after
+            each pass (as :func:`fit_em`'s); ignored without ``batch_size``.
         callback: called with a :class:`Progress` after every step.
         record_params: keep the parameters of every step in ``param_trace``.
     """
     notes = precision_notes(data)
-    data = model.check_data(data)
+    data = check_rows(model, data)
     model.check_fit_data(data)
     params = model.check_params(init, "init")
+    check_same_device(data, params)
     options = VIOptions.check(optimizer, lr, steps, tol, patience, callback, record_params)
     posterior = check_posterior(model, VI["posterior"].check(posterior, "posterior"), options)
-    return run_vi(model, data, params, options, posterior, notes)
+    batch_size = VI["batch_size"].check(batch_size, "batch_size")
+    seed = VI["seed"].check(seed, "seed")
+    if batch_size is None and isinstance(data, Shards):
+        raise InputError("batch_size: data in several files (shards) are fitted by mini-batch "
+                         "VI only: give batch_size")
+    minibatch = None if batch_size is None else (
+        batch_size, seed, EM["chunk_size"].check(chunk_size, "chunk_size"))
+    return run_vi(model, data, params, options, posterior, notes, minibatch=minibatch)
 
 
 def run_vi(model, data, params: Params, options: VIOptions, posterior: str, notes: list,
-           objective_type=None) -> Fit:
+           objective_type=None, minibatch: tuple | None = None) -> Fit:
     """The optimisation on checked ``data`` and ``params`` (see :func:`fit_vi`);
     ``objective_type``: the :class:`Objective` class (a distributed one sums over
-    processes), ``None`` for :class:`Objective`."""
+    processes), ``None`` for :class:`Objective`; ``minibatch``: ``(batch_size, seed,
+    chunk_size)`` for mini-batch VI, ``None`` for all rows every step."""
     objective_type = objective_type or Objective
     batch = params.batch_shape(model.specs)
     if len(batch) > 1:
@@ -461,8 +482,17 @@ def run_vi(model, data, params: Params, options: VIOptions, posterior: str, note
     if batch and (model.plate_nesting(params) < 2 or posterior != "point"):
         # a program written for one parameter set, or sampled globals: one start at a time
         fits = [run_vi(model, data, params.select(b, model.specs), options, posterior,
-                       list(notes), objective_type) for b in range(batch[0])]
+                       list(notes), objective_type, minibatch) for b in range(batch[0])]
         return one_of(fits)
+    if minibatch is not None:
+        from .minibatch import fit_minibatch
+
+        batch_size, seed, chunk_size = minibatch
+        elements = (batch[0] if batch else 1) * model.k * min(batch_size,
+                                                              model.n_observations(data))
+        with warnings_as_notes(notes), serial_when_small(elements):
+            return fit_minibatch(model, data, params, options, posterior, batch_size, seed,
+                                 notes, chunk_size)
     method = f"vi-{options.optimizer}" if posterior == "point" else (
         f"vi-{posterior}-{options.optimizer}")
     run, summary = VIRun(), None

@@ -359,7 +359,8 @@ class LatentModel(ABC):
         return tensor
 
     # -- simulation ----------------------------------------------------------------
-    def simulate(self, params, n: int, seed: int = 0, assignments=None) -> Simulation:
+    def simulate(self, params, n: int, seed: int = 0, assignments=None,
+                 device=None) -> Simulation:
         """Draw ``n`` observations by running the Pyro program with ``params``.
 
         Args:
@@ -368,8 +369,13 @@ class LatentModel(ABC):
             seed: seed of a private RNG stream (the global torch RNG is left as it was).
             assignments: ``None`` to sample them, ``"balanced"`` for n/k per
                 component in blocks (as the seed examples), or ``(n,)`` labels.
+            device: where the data and assignments are returned (``cpu``, ``cuda``,
+                ``cuda:N``); drawn on the CPU, so every device gets the same numbers.
         """
-        params = self.check_params(params, "params")
+        from .device import resolve
+
+        where = None if device is None else resolve(device)
+        params = self.check_params(params, "params").map(lambda t: t.cpu())  # CPU draws
         if params.batch_shape(self.specs):
             raise InputError("params: expected one parameter set, got a restart batch")
         n = check_int(n, "n", low=1)
@@ -382,7 +388,7 @@ class LatentModel(ABC):
                                      f"got {assignments!r}")
                 labels = torch.arange(n) * self.k // n
             else:
-                labels = torch.as_tensor(assignments, dtype=torch.long)
+                labels = torch.as_tensor(assignments, dtype=torch.long).cpu()
                 if labels.shape != (n,) or bool(((labels < 0) | (labels >= self.k)).any()):
                     raise InputError(f"assignments: expected {n} labels in [0, {self.k})")
             program = poutine.condition(program, data={ASSIGNMENT: labels})
@@ -390,7 +396,10 @@ class LatentModel(ABC):
             torch.manual_seed(seed)
             trace = poutine.trace(program).get_trace(params, None, n)
         data = self.from_trace(trace).detach().to(torch.float64)
-        return Simulation(data, trace.nodes[ASSIGNMENT]["value"].detach().long())
+        labels = trace.nodes[ASSIGNMENT]["value"].detach().long()
+        if where is not None:
+            data, labels = data.to(where), labels.to(where)
+        return Simulation(data, labels)
 
     def from_trace(self, trace) -> torch.Tensor:
         """The simulated data rows in a trace of the program (default: the observations)."""

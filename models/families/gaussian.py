@@ -220,10 +220,12 @@ class Gaussian(Family):
             tril = tril.unsqueeze(-3).expand(*batch, d, d)
         if len(batch) > 1:  # bmm works on 3-D stacks (far less overhead than matmul)
             tril, mu = tril.reshape(-1, d, d), mu.reshape(-1, d)
-        inv = torch.linalg.solve_triangular(tril, self._eye, upper=False)  # L^-1
+        where = tril.device  # the constants below are made on the CPU; .to is free there
+        inv = torch.linalg.solve_triangular(tril, self._eye.to(where), upper=False)  # L^-1
         white = torch.bmm(inv, mu.unsqueeze(-1))  # L^-1 mu
         lin = torch.bmm(inv.mT, white)  # precision @ mu
-        second = torch.bmm(inv.mT, inv).flatten(-2).index_select(-1, self._upper) * self._off
+        second = (torch.bmm(inv.mT, inv).flatten(-2).index_select(-1, self._upper.to(where))
+                  * self._off.to(where))
         log_norm = torch.diagonal(tril, 0, -2, -1).log().sum(-1)
         log_norm += 0.5 * (white.square().sum((-2, -1)) + d * LOG_2PI)
         return torch.cat([lin.squeeze(-1), second], -1).reshape(*batch, -1), log_norm.reshape(
@@ -533,7 +535,7 @@ def _cholesky(cov: torch.Tensor) -> torch.Tensor:
     if not bool(info.any()):
         return chol
     flat_cov, flat = cov.reshape(-1, *cov.shape[-2:]), chol.reshape(-1, *cov.shape[-2:]).clone()
-    eye = torch.eye(cov.shape[-1], dtype=cov.dtype)
+    eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
     for i in torch.nonzero(info.reshape(-1)).flatten().tolist():
         matrix = flat_cov[i]
         jitter = 1e-10 * float(torch.diagonal(matrix).abs().mean().clamp_min(1e-300))

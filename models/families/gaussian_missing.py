@@ -243,7 +243,8 @@ def embedded(prepared: MissingPrepared, locs: torch.Tensor, cov: torch.Tensor) -
     missing = 1.0 - masks
     chol = torch.linalg.cholesky(cov * both + torch.diag_embed(missing.expand(
         -1, *locs.shape)))
-    inv = torch.linalg.solve_triangular(chol, torch.eye(d, dtype=cov.dtype), upper=False)
+    inv = torch.linalg.solve_triangular(chol, torch.eye(d, dtype=cov.dtype, device=cov.device),
+                                        upper=False)
     precision = inv.mT @ inv * both  # Sigma_oo^-1 in place, 0 elsewhere
     offsets = locs * masks
     white = (inv @ offsets.unsqueeze(-1)).squeeze(-1)
@@ -370,7 +371,7 @@ def conditionals(prepared: MissingPrepared, locs, tril, tied: bool = False):
         conditional = 0.5 * (part.conditional + part.conditional.mT)
         chol, info = torch.linalg.cholesky_ex(conditional)
         if bool(info.any()):  # round-off made it singular: a tiny jitter
-            eye = torch.eye(len(pattern.missing), dtype=cov.dtype)
+            eye = torch.eye(len(pattern.missing), dtype=cov.dtype, device=cov.device)
             chol = torch.linalg.cholesky(conditional + 1e-12 * eye * torch.diagonal(
                 conditional, 0, -2, -1).abs().amax(-1)[..., None, None].clamp_min(1e-300))
         yield pattern, means, chol

@@ -75,15 +75,16 @@ def reference(data: torch.Tensor, common: bool) -> Reference:
     """
     n = len(data)
     if n == 0:
-        ones = data.new_ones(data.shape[1:])
+        ones = torch.ones(data.shape[1:], dtype=data.dtype, device=data.device)
         return Reference(ones, torch.zeros_like(ones), torch.zeros_like(ones))
     low = high = None
-    for b, _ in _blocks(data):
+    for b, _ in _blocks(data):  # data: a tensor, or rows in several files (ondisk.Shards)
         lo, hi = torch.aminmax(b, dim=0)
         low = lo if low is None else torch.minimum(low, lo)
         high = hi if high is None else torch.maximum(high, hi)
     if bool(torch.isnan(low).any() | torch.isnan(high).any()):  # NaN propagates
-        return _reference_observed(data, common)  # missing entries: all at once
+        # missing entries: all at once (shards: gathered into memory)
+        return _reference_observed(data if torch.is_tensor(data) else data[:], common)
     rough = power_of_two(torch.maximum(low.abs(), high.abs()))
     if common:
         rough = rough.amax().expand_as(rough)

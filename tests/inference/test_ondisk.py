@@ -106,3 +106,78 @@ def test_the_block_wise_standardisation_is_the_whole_data_one(big_file, monkeypa
     for field in ("scale", "offset", "extent"):
         torch.testing.assert_close(getattr(blocks, field), getattr(whole, field), rtol=1e-12,
                                    atol=0)
+
+
+@pytest.fixture
+def shard_folder(tmp_path):
+    """Three shards of 2-D rows (sizes 700, 50, 1250) and the same rows in memory."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2000, 2))
+    x[::3] += 4.0
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for i, (a, b) in enumerate([(0, 700), (700, 750), (750, 2000)]):
+        np.save(folder / f"part-{i}.npy", x[a:b])
+    (folder / "notes.txt").write_text("not a shard", encoding="utf-8")
+    return folder, torch.from_numpy(x)
+
+
+def test_shards_read_as_the_rows_in_order(shard_folder):
+    from emvi.inference.ondisk import Shards, open_shards
+
+    folder, x = shard_folder
+    shards = open_shards(folder)
+    assert isinstance(shards, Shards) and shards.shape == (2000, 2) and len(shards) == 2000
+    for rows in (slice(0, 16), slice(690, 760), slice(1990, 2100), slice(0, 2000)):
+        assert torch.equal(shards[rows], x[rows])
+    index = torch.tensor([1999, 0, 700, 749, 750, 3])
+    assert torch.equal(shards[index], x[index])
+    pieces = shards.pieces(300)
+    assert [len(p) for p in pieces] == [300, 300, 100, 50, 300, 300, 300, 300, 50]
+    assert torch.equal(torch.cat(pieces), x)
+
+
+def test_em_and_online_em_over_shards_give_the_numbers_of_memory(shard_folder):
+    """Chunks inside each shard add the same statistics in another grouping: equal to the
+    whole-data fit within round-off (1e-12)."""
+    from emvi.inference.ondisk import open_shards
+
+    from emvi import fit_online_em
+
+    folder, x = shard_folder
+    model = GaussianMixture(k=2, dim=2, covariance="full")
+    init = model.check_params({"weights": [0.5, 0.5], "locs": [[0.0, 0.0], [3.0, 3.0]],
+                               "scale_tril": [[[1.0, 0.0], [0.0, 1.0]]] * 2})
+    shards = open_shards(folder)
+    from emvi.inference.em import CACHE_BYTES, Chunks
+
+    chunks = Chunks(model, shards, model.shift(shards), 300, CACHE_BYTES)  # never straddling
+    assert [len(p) for p in chunks.pieces] == [300, 300, 100, 50, 300, 300, 300, 300, 50]
+    streamed = fit_em(model, shards, init, max_iter=20, tol=None, chunk_size=300)
+    memory = fit_em(model, x, init, max_iter=20, tol=None)
+    torch.testing.assert_close(streamed.objective, memory.objective, rtol=1e-12, atol=0)
+    for name in memory.params:
+        torch.testing.assert_close(streamed.params[name], memory.params[name], rtol=1e-10,
+                                   atol=1e-12)
+    online = [fit_online_em(model, data, init, batch_size=100, passes=2, seed=5)
+              for data in (shards, x)]
+    torch.testing.assert_close(online[0].objective, online[1].objective, rtol=1e-12, atol=0)
+
+
+def test_open_shards_refuses_a_link_leading_out_and_an_empty_folder(shard_folder, tmp_path):
+    from emvi.inference.ondisk import open_shards
+
+    folder, _ = shard_folder
+    outside = tmp_path / "outside.npy"
+    np.save(outside, np.zeros((3, 2)))
+    (folder / "part-9.npy").symlink_to(outside)
+    with pytest.raises(InputError, match=r"^path: the shard part-9.npy is not a file inside"):
+        open_shards(folder)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match=r"^path: no .npy files"):
+        open_shards(empty)
+    np.save(empty / "a.npy", np.zeros((3, 2)))
+    np.save(empty / "b.npy", np.zeros((3, 3)))
+    with pytest.raises(InputError, match=r"^path: the shards have different row shapes"):
+        open_shards(empty)
