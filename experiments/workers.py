@@ -84,11 +84,15 @@ def fitters(model, data, fit_em, fit_vi):
                                  **kwargs)
         return _whole(fit, data)
 
-    def vi(model, data, init, *, posterior=None, **kwargs):
+    def vi(model, data, init, *, posterior=None, batch_size=None, seed=None,
+           chunk_size=None, **kwargs):
         if posterior not in (None, "point") or model.prior:
             raise InputError("vi.posterior: --workers fits VI point estimates without "
                              "priors; run this config in one process (drop --workers) or "
                              "disable vi")
+        if batch_size is not None:
+            raise InputError("vi.batch_size: mini-batch VI runs in one process; drop "
+                             "--workers or vi.batch_size")
         return _whole(fit_vi_distributed(model, part, init, group=group, **kwargs), data)
 
     return em, vi
