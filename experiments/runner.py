@@ -118,8 +118,9 @@ def matches(model, truth) -> bool:
         tuple(truth[name].shape) == tuple(spec.shape) for name, spec in model.specs.items())
 
 
-def check_memory(cell: Experiment, model, n: int, event_numel: int, source, key: str) -> None:
-    """Refuse a cell whose estimated memory exceeds what the machine has available.
+def check_memory(cell: Experiment, model, n: int, event_numel: int, source, key: str) -> int:
+    """Refuse a cell whose estimated memory exceeds what the machine has available; return
+    the estimate (bytes).
 
     Raises:
         ConfigError: naming ``key`` (``data.n`` or ``data.file``) and both numbers.
@@ -131,6 +132,7 @@ def check_memory(cell: Experiment, model, n: int, event_numel: int, source, key:
         raise ConfigError(source, key, f"n={n} observations of {event_numel} value(s) with "
                           f"k={model.k} need about {memory.gib(need)} of memory, but "
                           f"{memory.gib(have)} are available; use fewer observations")
+    return need
 
 
 def simulated_event_numel(cell: Experiment, source) -> int:
@@ -143,10 +145,12 @@ def simulated_event_numel(cell: Experiment, source) -> int:
         return 1
 
 
-def check_plan_memory(config: Config) -> None:
-    """Before a run starts: every simulated cell's memory."""
+def check_plan_memory(config: Config, jobs: int = 1) -> None:
+    """Before a run starts: every simulated cell's memory, and with ``jobs`` worker
+    processes the ``jobs`` largest cells at once (they may run side by side)."""
     from .stream import chunk_rows, streams
 
+    needs = []
     for exp in config.experiments:
         for _, _, cell in exp.cells():
             if cell.data["file"] is not None:
@@ -155,8 +159,14 @@ def check_plan_memory(config: Config) -> None:
             size = simulated_size(cell.data)
             if streams(cell.data):  # one chunk at a time
                 size = min(size, chunk_rows(cell))
-            check_memory(cell, build_model(cell.model, config.source), size,
-                         simulated_event_numel(cell, config.source), config.source, key)
+            needs.append(check_memory(cell, build_model(cell.model, config.source), size,
+                                      simulated_event_numel(cell, config.source),
+                                      config.source, key))
+    together = sum(sorted(needs, reverse=True)[:jobs])
+    have = memory.available_bytes()
+    if jobs > 1 and len(needs) > 1 and have is not None and together > have:
+        raise InputError(f"--jobs: {jobs} cells at once need about {memory.gib(together)} of "
+                         f"memory, but {memory.gib(have)} are available; use fewer jobs")
 
 
 def problem_size(config: Config) -> int:
@@ -476,7 +486,7 @@ def run(config: Config, root: Path = Path("runs"), reporter: Reporter | None = N
 
     reporter = reporter or Reporter()
     place_device(config, device)
-    check_plan_memory(config)
+    check_plan_memory(config, jobs)
     ranks = 1 if group is None else group.world_size  # processes, as --jobs (threads)
     chosen = resolve(threads, config.threads, problem_size(config), max(jobs, ranks))
     with using(chosen.count), workers.active(group):

@@ -146,3 +146,20 @@ def test_jobs_finish_a_partial_run(partial_run, emvi):
     cells = json.loads((run_dir(out) / "metrics.json").read_text())
     assert [c["cell"] for c in cells["experiments"]["my_sweep"]["cells"]] == \
         ["seed=0", "seed=1", "seed=2"]
+
+
+def test_jobs_are_refused_when_their_cells_together_exceed_memory(emvi, write_config,
+                                                                 tmp_path, monkeypatch):
+    """Each cell fits alone; three side by side do not: --jobs 3 is refused in one line
+    before anything runs, --jobs 2 (two at once) runs."""
+    from emvi.experiments import memory
+
+    monkeypatch.setattr(memory, "cell_bytes", lambda *args, **kwargs: 2**30)
+    monkeypatch.setattr(memory, "available_bytes", lambda: int(2.5 * 2**30))
+    config = write_config(SWEEP)
+    code, _, err = emvi("run", config, "--quiet", "--jobs", "3", "--out", tmp_path / "three")
+    assert code == 2 and err.strip().count("\n") == 0, err
+    assert "--jobs: 3 cells at once need about 3.0 GiB" in err and "2.5 GiB" in err
+    assert not (tmp_path / "three").exists()
+    code, _, err = emvi("run", config, "--quiet", "--jobs", "2", "--out", tmp_path / "two")
+    assert code == 0, err
