@@ -61,7 +61,8 @@ class Categorical(Family):
     def statistics(self, data, shift):
         """``(dim * categories, n)`` one-hot labels (all zero for a missing label)."""
         labels, seen = placeholder(data)
-        onehot = torch.zeros(len(data), self.dim, self.categories, dtype=data.dtype)
+        onehot = torch.zeros(len(data), self.dim, self.categories, dtype=data.dtype,
+                             device=data.device)
         onehot.scatter_(-1, labels.long().unsqueeze(-1), seen.unsqueeze(-1))
         return onehot.reshape(len(data), -1).T.contiguous()
 

@@ -496,7 +496,7 @@ class Gaussian(Family):
             z = labels.index_select(1, pattern.rows)  # (m, n_p)
             noise = torch.randn(*z.shape, len(pattern.missing), 1, generator=generator,
                                 dtype=data.dtype)
-            rows = torch.arange(len(pattern.rows))
+            rows = torch.arange(len(pattern.rows), device=data.device)
             draw = means[z, :, rows] + (chol[z] @ noise).squeeze(-1)  # (m, n_p, b)
             out[:, pattern.missing.unsqueeze(-1), pattern.rows] = draw.mT
         return self._from_standard(out, prepared, data)

@@ -105,7 +105,7 @@ def prepare(data: torch.Tensor, ref: Reference, grouped: bool) -> MissingPrepare
         return MissingPrepared(values, seen, (), None, None, None, None, ref)
     groups = patterns(values, observed)
     order = torch.cat([p.rows for p in groups])
-    masks = torch.zeros(len(groups), len(values), dtype=values.dtype)
+    masks = torch.zeros(len(groups), len(values), dtype=values.dtype, device=values.device)
     for i, pattern in enumerate(groups):
         masks[i, pattern.observed] = 1.0
     ordered = values.index_select(1, order)
@@ -120,10 +120,11 @@ def patterns(values: torch.Tensor, observed: torch.Tensor) -> tuple:
     a fixed order, rows in their order within each)."""
     d = observed.shape[0]
     if d <= 62:  # each pattern as the bits of one integer: a 1-D sort, far faster
-        codes = observed.T.to(torch.int64) @ (2 ** torch.arange(d, dtype=torch.int64))
+        bits = torch.arange(d, dtype=torch.int64, device=observed.device)
+        codes = observed.T.to(torch.int64) @ (2 ** bits)
         ordered, order = torch.sort(codes, stable=True)
         unique, counts = torch.unique_consecutive(ordered, return_counts=True)
-        masks = ((unique.unsqueeze(-1) >> torch.arange(d)) & 1).bool()
+        masks = ((unique.unsqueeze(-1) >> bits) & 1).bool()
     else:
         masks, inverse = torch.unique(observed.T, dim=0, return_inverse=True)
         order = torch.argsort(inverse, stable=True)
