@@ -83,6 +83,8 @@ class PyroModel(LatentModel):
     m_step_iterations = 1
     #: an M-step stops early once a Newton step changes Q by at most this, relatively
     m_step_tol = 1e-12
+    #: accelerate soft EM by SQUAREM (see :meth:`_accelerated`); False: plain GEM steps
+    squarem = True
 
     def __init__(self, k, specs, fixed=None, event_shape: tuple = ()):
         super().__init__(k, specs, fixed)
@@ -90,7 +92,7 @@ class PyroModel(LatentModel):
 
     def __getstate__(self):  # copies and pickles leave the caches behind
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("_enumerable", "_traces", "_free_layout")}
+                if k not in ("_enumerable", "_traces", "_free_layout", "_hard")}
 
     def check_data(self, data, name="data"):
         return check_data(data, name, self.event_shape)
@@ -135,6 +137,7 @@ class PyroModel(LatentModel):
     def expect(self, prepared, params, hard=False, marginal=True) -> EStep:
         traces = [self._traced(prepared, one) for one in self._restarts(params)]
         self._traces = traces  # the M-step that follows differentiates these
+        self._hard = hard  # the M-step after a hard E-step is not accelerated
         joint = torch.stack([t.joint.detach() for t in traces])
         joint = joint if params.batch_shape(self.specs) else joint[0]
         with torch.no_grad():
@@ -230,7 +233,8 @@ class PyroModel(LatentModel):
 
     # -- the M-step, numerically ------------------------------------------------------
     def maximize(self, stats, params, shift=None) -> Params:
-        return self._maximize_sets(stats, params, self.m_step_iterations)
+        accelerate = self.squarem and not self.__dict__.get("_hard", False) and not self.prior
+        return self._maximize_sets(stats, params, self.m_step_iterations, accelerate)
 
     def m_step(self, data, responsibilities, params=None) -> Params:
         """From responsibilities alone (initialisation): ``Q`` maximised to convergence
@@ -240,11 +244,12 @@ class PyroModel(LatentModel):
         return self._maximize_sets(self.summarize(data, responsibilities, params), params,
                                    SOLVE_ITERATIONS)
 
-    def _maximize_sets(self, stats, params, iterations: int) -> Params:
+    def _maximize_sets(self, stats, params, iterations: int, accelerate: bool = False) -> Params:
         data, resp = stats["data"], stats["resp"]
         sets = self._restarts(params)
         batched = bool(resp.shape[:-2])
-        traces = [self._maximize(data, resp[b] if batched else resp, one, iterations)
+        step = self._accelerated if accelerate else self._maximize
+        traces = [step(data, resp[b] if batched else resp, one, iterations)
                   for b, one in enumerate(sets)]
         self._traces = traces  # the next E-step is at these points
         if batched:
@@ -259,7 +264,10 @@ class PyroModel(LatentModel):
         iteration to the next); otherwise it is computed afresh (a failed search is
         retried with it at once, a poor one on the next step).
         """
-        current = self._traced(data, params)
+        return self._newton(data, resp, self._traced(data, params), iterations)
+
+    def _newton(self, data, resp, current: Traced, iterations: int) -> Traced:
+        """Newton steps on ``Q`` (responsibilities ``resp``) from the trace ``current``."""
         if not self._free():
             return current
         resp = resp.detach()
@@ -288,6 +296,46 @@ class PyroModel(LatentModel):
                 break
         return current
 
+    def _update(self, data, current: Traced, iterations: int) -> Traced:
+        """The EM map at a trace: its E-step's responsibilities, then :meth:`_newton`."""
+        with torch.no_grad():
+            resp = posterior(current.joint.detach(), False)[0]
+        return self._newton(data, resp, current, iterations)
+
+    def _accelerated(self, data, resp, params, iterations: int) -> Traced:
+        """One SQUAREM cycle (Varadhan & Roland 2008, scheme S3) on the EM map ``F`` in the
+        unconstrained coordinates ``theta`` (one set): ``t1 = F(t0)``, ``t2 = F(t1)``,
+        ``r = t1 - t0``, ``v = t2 - 2 t1 + t0``, ``alpha = min(-|r| / |v|, -1)``, the jump
+        ``t0 - 2 alpha r + alpha^2 v`` and one stabilising ``F`` step from it. That point is
+        kept only when its log-likelihood is at least ``t2``'s (finite), else ``t2`` (two
+        plain steps): the log-likelihood never decreases, and the fixed points are EM's.
+        """
+        start = self._traced(data, params)
+        first = self._maximize(data, resp, params, iterations)
+        if first is start or not self._free():
+            return first
+        second = self._update(data, first, iterations)
+        if second is first:
+            return second
+        r = first.theta.detach() - start.theta.detach()
+        v = second.theta.detach() - 2 * first.theta.detach() + start.theta.detach()
+        length = float(v.norm())
+        if not length > 0 or length == float("inf"):
+            return second
+        alpha = min(-float(r.norm()) / length, -1.0)
+        theta = start.theta.detach() - 2 * alpha * r + alpha**2 * v
+        if not bool(torch.isfinite(theta).all()):
+            return second
+        with pyro.validation_enabled(False):
+            jumped = self._trace_at(data, theta, start.values)
+        if not self._inside(jumped.values):
+            return second
+        jumped = jumped._replace(hessian=second.hessian, factor=second.factor)
+        stable = self._update(data, jumped, iterations)
+        best = stable if _log_likelihood(stable) >= _log_likelihood(second) else second
+        # at the optimum two GEM steps may lose round-off: the E-step must not record it
+        return best if _log_likelihood(best) >= _log_likelihood(start) else start
+
     def _line_search(self, data, resp, current: Traced, value: float, grad, hessian, factor):
         """The first of ``theta + step / 2**i`` (``step``: the Newton ascent direction) inside
         every support with a finite ``Q`` no lower than ``value`` (an unbounded likelihood,
@@ -315,3 +363,10 @@ class PyroModel(LatentModel):
     def _inside(self, values: Params) -> bool:
         return all(bool(torch.isfinite(v).all()) and bool(
             self.specs[k].constraint.check(v).all()) for k, v in values.items())
+
+
+def _log_likelihood(traced: Traced) -> float:
+    """``sum_n log sum_j p(x_n, z_n = j)`` of a trace, computed as the E-step records it
+    (NaN compares false: never kept)."""
+    with torch.no_grad():
+        return float(posterior(traced.joint.detach(), False)[1])
