@@ -4,7 +4,7 @@ ascends."""
 from __future__ import annotations
 
 import torch
-from emvi.models.newton import ascent_direction, derivatives
+from emvi.models.newton import ascent_direction, derivatives, squarem_jump
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -57,3 +57,32 @@ def test_a_non_finite_gradient_gives_no_step():
     grad = torch.tensor([float("nan"), 1.0], dtype=torch.float64)
     assert torch.equal(ascent_direction(grad, -torch.eye(2, dtype=torch.float64)),
                        torch.zeros(2, dtype=torch.float64))
+
+
+@settings(max_examples=25)
+@given(st.floats(0.05, 0.999), st.floats(-10, 10), st.floats(-10, 10))
+def test_squarem_lands_on_the_fixed_point_of_a_linear_contraction(rate, fixed, start):
+    """``F(t) = fixed + rate (t - fixed)`` in one dimension (EM's linear convergence near
+    an optimum): one S3 jump from two steps is the fixed point itself."""
+    def f(t):
+        return fixed + rate * (t - fixed)
+
+    t0 = torch.tensor([start], dtype=torch.float64)
+    if abs(start - fixed) < 1e-3:
+        return
+    jump = squarem_jump(t0, f(t0), f(f(t0)))
+    torch.testing.assert_close(jump, torch.tensor([fixed], dtype=torch.float64),
+                               atol=1e-9, rtol=1e-9)
+
+
+def test_squarem_steps_at_least_as_far_as_two_plain_steps():
+    """``alpha`` is clipped at -1, where the jump is ``t2`` (a map that overshoots)."""
+    t0 = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    t1, t2 = -t0, t0 * 0.5  # |r| / |v| < 1: the clip decides
+    assert torch.equal(squarem_jump(t0, t1, t2), t2)
+
+
+def test_squarem_gives_no_jump_without_curvature_or_from_non_finite_steps():
+    t0 = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    assert squarem_jump(t0, t0 + 1, t0 + 2) is None  # v = 0: a straight line
+    assert squarem_jump(t0, t0 + 1, torch.full_like(t0, float("inf"))) is None
