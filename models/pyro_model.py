@@ -11,9 +11,13 @@ inside a ``pyro.plate`` over the data, plus ``check_data``. Then:
   the unconstrained space of the specs' constraints, from the current parameters. A step
   is kept only when ``Q`` rises (else it is halved), so this is a generalised EM step and
   the log-likelihood never decreases; its fixed points are EM's (``grad Q = grad log L``
-  there), and one Newton step per iteration converges at EM's own rate (Lange 1995).
+  there), and one Newton step per iteration converges at EM's own rate (Lange 1995);
+- that step, the EM map ``F``, is accelerated by SQUAREM (Varadhan & Roland 2008) in the same
+  coordinates: two ``F`` steps, a jump along them and a stabilising ``F`` step, kept only
+  when its log-likelihood is at least that of the two plain steps (``squarem = False``:
+  plain steps). Hard EM and models with priors take plain steps.
 
-The program is traced once per iteration: the trace at the parameters a step lands on
+The program is traced once per ``F`` step: the trace at the parameters a step lands on
 (a differentiable function of them) gives ``Q``'s check, the next E-step's joint and the
 next step's gradient and Hessian (autograd, no more runs of the program).
 The program takes one parameter set; restarts are looped over here.
@@ -36,6 +40,12 @@ from .validation import check_data
 
 #: halvings of a Newton step before the M-step keeps the current parameters
 HALVINGS = 40
+#: a line search stops once the gain its step could make is below this fraction of ``Q``
+#: (round-off: the comparison would only measure noise)
+ROUNDOFF = 1e-15
+#: SQUAREM's longest step length grows (shrinks) by this factor each time a step as long
+#: is kept (refused), from 1 (as the R package SQUAREM's ``mstep``)
+STEP_FACTOR = 4.0
 #: a Hessian is reused while a whole step gains at least this fraction of its prediction
 REUSE = 0.5
 #: Newton iterations of an M-step from responsibilities alone (initialisation)
@@ -52,6 +62,7 @@ class Traced(NamedTuple):
             when one was recorded.
         hessian: ``(P, P)`` the Hessian of the M-step that led here, to reuse (or None),
             and ``factor`` its :func:`~models.newton.curvature`.
+        step_max: the longest SQUAREM step length the next M-step from here may take.
     """
 
     data: torch.Tensor
@@ -60,6 +71,7 @@ class Traced(NamedTuple):
     joint: torch.Tensor
     hessian: torch.Tensor | None = None
     factor: tuple | None = None
+    step_max: float = 1.0
 
 
 class PyroModel(LatentModel):
@@ -308,7 +320,10 @@ class PyroModel(LatentModel):
         ``t1 = F(t0)``, ``t2 = F(t1)``, the jump :func:`~models.newton.squarem_jump` and one
         stabilising ``F`` step from it. That point is kept only when its log-likelihood is
         at least ``t2``'s, else ``t2`` (two plain steps): the log-likelihood never
-        decreases, and the fixed points are EM's. Costs about three plain iterations.
+        decreases, and the fixed points are EM's. Costs about three plain iterations. The
+        step length is capped (``step_max``, carried by the trace to the next M-step):
+        from 1, times :data:`STEP_FACTOR` after a kept step at the cap, divided after a
+        refused one (Varadhan & Roland's adaptive bound).
         """
         start = self._traced(data, params)
         first = self._maximize(data, resp, params, iterations)
@@ -317,16 +332,23 @@ class PyroModel(LatentModel):
         second = self._update(data, first, iterations)
         if second is first:
             return second
-        theta = squarem_jump(start.theta.detach(), first.theta.detach(), second.theta.detach())
-        if theta is None:
-            return second
+        cap = start.step_max
+        jump = squarem_jump(start.theta.detach(), first.theta.detach(), second.theta.detach(),
+                            cap)
+        if jump is None:
+            return second._replace(step_max=cap)
+        theta, step = jump
+        at_cap = step >= cap
         with pyro.validation_enabled(False):
             jumped = self._trace_at(data, theta, start.values)
-        if not self._inside(jumped.values):
-            return second
-        jumped = jumped._replace(hessian=second.hessian, factor=second.factor)
-        stable = self._update(data, jumped, iterations)
-        best = stable if _log_likelihood(stable) >= _log_likelihood(second) else second
+        stable = None
+        if self._inside(jumped.values):
+            jumped = jumped._replace(hessian=second.hessian, factor=second.factor)
+            stable = self._update(data, jumped, iterations)
+        if stable is not None and _log_likelihood(stable) >= _log_likelihood(second):
+            best = stable._replace(step_max=cap * STEP_FACTOR if at_cap else cap)
+        else:  # refused: two plain steps, and a shorter longest step next time
+            best = second._replace(step_max=max(cap / STEP_FACTOR, 1.0) if at_cap else cap)
         # at the optimum two GEM steps may lose round-off: the E-step must not record it
         return best if _log_likelihood(best) >= _log_likelihood(start) else start
 
@@ -339,10 +361,11 @@ class PyroModel(LatentModel):
         if not bool(step.abs().max() > 0):
             return None
         predicted = float(grad @ step + 0.5 * step @ hessian @ step)
+        slope, noise = float(grad @ step), ROUNDOFF * abs(value)
         for i in range(HALVINGS):
             theta = current.theta.detach() + step / 2.0**i
-            if bool((theta == current.theta.detach()).all()):
-                return None  # the step is below round-off
+            if bool((theta == current.theta.detach()).all()) or slope / 2.0**i <= noise:
+                return None  # the step, or the most it could gain, is below round-off
             with pyro.validation_enabled(False):  # as VI after its first step: checked once
                 traced = self._trace_at(data, theta, current.values)
             if not self._inside(traced.values):

@@ -3,6 +3,7 @@ ascends."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from emvi.models.newton import ascent_direction, derivatives, squarem_jump
 from hypothesis import given, settings
@@ -70,16 +71,23 @@ def test_squarem_lands_on_the_fixed_point_of_a_linear_contraction(rate, fixed, s
     t0 = torch.tensor([start], dtype=torch.float64)
     if abs(start - fixed) < 1e-3:
         return
-    jump = squarem_jump(t0, f(t0), f(f(t0)))
+    jump, step = squarem_jump(t0, f(t0), f(f(t0)))
     torch.testing.assert_close(jump, torch.tensor([fixed], dtype=torch.float64),
                                atol=1e-9, rtol=1e-9)
+    assert step == pytest.approx(1 / (1 - rate))
+    # a cap on the step length: a shorter jump along the same line, not past it
+    capped, short = squarem_jump(t0, f(t0), f(f(t0)), largest=1.0)
+    assert short == 1.0
+    torch.testing.assert_close(capped, f(f(t0)), atol=1e-12, rtol=1e-12)
 
 
 def test_squarem_steps_at_least_as_far_as_two_plain_steps():
-    """``alpha`` is clipped at -1, where the jump is ``t2`` (a map that overshoots)."""
+    """The step length is at least 1, where the jump is ``t2`` (a map that overshoots)."""
     t0 = torch.tensor([1.0, 2.0], dtype=torch.float64)
-    t1, t2 = -t0, t0 * 0.5  # |r| / |v| < 1: the clip decides
-    assert torch.equal(squarem_jump(t0, t1, t2), t2)
+    t1, t2 = -t0, t0 * 0.5  # |r| / |v| < 1: the floor decides
+    jump, step = squarem_jump(t0, t1, t2)
+    assert step == 1.0
+    torch.testing.assert_close(jump, t2, atol=1e-12, rtol=0)
 
 
 def test_squarem_gives_no_jump_without_curvature_or_from_non_finite_steps():

@@ -291,9 +291,9 @@ def test_an_overshooting_squarem_jump_is_refused(program_case, monkeypatch):
     model, data, init = program_case
     jumps = []
 
-    def overshoot(t0, t1, t2):
+    def overshoot(t0, t1, t2, largest):
         jumps.append(t0 + 30 * (t1 - t0))
-        return jumps[-1]
+        return jumps[-1], 30.0
 
     monkeypatch.setattr(pyro_model, "squarem_jump", overshoot)
     params = init
