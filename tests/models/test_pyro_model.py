@@ -305,6 +305,8 @@ def test_an_overshooting_squarem_jump_is_refused(program_case, monkeypatch):
         far = model.expect(data, model._unflatten(jumps[-1], params)).log_likelihood
         assert float(far) < float(step.log_likelihood)  # the jump did overshoot
         params = new
+    # refused steps at the cap shorten the next cap: from STEP_MAX0 = 4 to 1, not below
+    assert model._traces[0].step_max == 1.0
     fit = fit_em(model, data, init, tol=1e-12, max_iter=3000)
     assert fit.converged and bool((torch.diff(fit.objective) >= 0).all())
     reference = fit_em(plain(model), data, init, tol=1e-12, max_iter=3000)
