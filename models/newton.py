@@ -68,3 +68,30 @@ def direction(grad: torch.Tensor, factor) -> torch.Tensor:
         return torch.zeros_like(grad)
     scales, basis = factor
     return basis @ ((basis.mT @ grad) / scales)
+
+
+def squarem_jump(t0: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor,
+                 largest: float = float("inf")) -> tuple[torch.Tensor, float] | None:
+    """SQUAREM's extrapolation (Varadhan & Roland 2008, scheme S3) from two steps of a
+    fixed-point map ``F``: ``t1 = F(t0)``, ``t2 = F(t1)``.
+
+    With ``r = t1 - t0``, ``v = t2 - 2 t1 + t0`` and the step length
+    ``s = min(max(|r| / |v|, 1), largest)``, the point ``t0 + 2 s r + s^2 v`` (``t2`` itself
+    at ``s = 1``; the fixed point of a one-dimensional linear contraction exactly when
+    ``largest`` allows).
+
+    Args:
+        t0, t1, t2: ``(P,)`` iterates.
+        largest: the longest step length allowed (at least 1).
+
+    Returns:
+        ``(point (P,), s)``; ``None`` where ``v`` is zero or not finite, or the point is
+        not finite.
+    """
+    r, v = t1 - t0, t2 - 2 * t1 + t0
+    length = float(torch.linalg.vector_norm(v))
+    if not 0 < length < float("inf"):
+        return None
+    step = min(max(float(torch.linalg.vector_norm(r)) / length, 1.0), max(largest, 1.0))
+    point = t0 + 2 * step * r + step**2 * v
+    return (point, step) if bool(torch.isfinite(point).all()) else None

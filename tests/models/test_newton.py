@@ -3,8 +3,9 @@ ascends."""
 
 from __future__ import annotations
 
+import pytest
 import torch
-from emvi.models.newton import ascent_direction, derivatives
+from emvi.models.newton import ascent_direction, derivatives, squarem_jump
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -57,3 +58,39 @@ def test_a_non_finite_gradient_gives_no_step():
     grad = torch.tensor([float("nan"), 1.0], dtype=torch.float64)
     assert torch.equal(ascent_direction(grad, -torch.eye(2, dtype=torch.float64)),
                        torch.zeros(2, dtype=torch.float64))
+
+
+@settings(max_examples=25)
+@given(st.floats(0.05, 0.999), st.floats(-10, 10), st.floats(-10, 10))
+def test_squarem_lands_on_the_fixed_point_of_a_linear_contraction(rate, fixed, start):
+    """``F(t) = fixed + rate (t - fixed)`` in one dimension (EM's linear convergence near
+    an optimum): one S3 jump from two steps is the fixed point itself."""
+    def f(t):
+        return fixed + rate * (t - fixed)
+
+    t0 = torch.tensor([start], dtype=torch.float64)
+    if abs(start - fixed) < 1e-3:
+        return
+    jump, step = squarem_jump(t0, f(t0), f(f(t0)))
+    torch.testing.assert_close(jump, torch.tensor([fixed], dtype=torch.float64),
+                               atol=1e-9, rtol=1e-9)
+    assert step == pytest.approx(1 / (1 - rate))
+    # a cap on the step length: a shorter jump along the same line, not past it
+    capped, short = squarem_jump(t0, f(t0), f(f(t0)), largest=1.0)
+    assert short == 1.0
+    torch.testing.assert_close(capped, f(f(t0)), atol=1e-12, rtol=1e-12)
+
+
+def test_squarem_steps_at_least_as_far_as_two_plain_steps():
+    """The step length is at least 1, where the jump is ``t2`` (a map that overshoots)."""
+    t0 = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    t1, t2 = -t0, t0 * 0.5  # |r| / |v| < 1: the floor decides
+    jump, step = squarem_jump(t0, t1, t2)
+    assert step == 1.0
+    torch.testing.assert_close(jump, t2, atol=1e-12, rtol=0)
+
+
+def test_squarem_gives_no_jump_without_curvature_or_from_non_finite_steps():
+    t0 = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    assert squarem_jump(t0, t0 + 1, t0 + 2) is None  # v = 0: a straight line
+    assert squarem_jump(t0, t0 + 1, torch.full_like(t0, float("inf"))) is None

@@ -173,8 +173,16 @@ def expected_complete(model, data, resp, params) -> float:
     return float((resp * model._joint(data, params)).sum())
 
 
+def plain(model) -> PyroModel:
+    """A fresh copy of ``model`` whose M-step is the plain GEM step (no SQUAREM)."""
+    out = type(model)()
+    out.squarem = False
+    return out
+
+
 def test_every_generic_m_step_raises_q_and_the_log_likelihood(program_case):
     model, data, init = program_case
+    model = plain(model)  # the GEM step itself; SQUAREM's raises the log-likelihood only
     params = init
     for _ in range(6):
         step = model.expect(data, params)
@@ -224,7 +232,7 @@ def test_the_e_step_after_an_m_step_is_still_pyros_enumeration(program_case):
 def test_a_generic_m_step_on_an_unbounded_likelihood_stays_finite():
     """Gamma components on nearly identical points: the shapes can grow without bound;
     each M-step stays finite, in the support, and never lowers Q."""
-    model = ProgramGamma()
+    model = plain(ProgramGamma())
     data = 2.5 + 1e-6 * torch.arange(40, dtype=torch.float64)
     params = model.params(weights=[0.5, 0.5], concentration=[1.0, 2.0], rate=[1.0, 1.0])
     for _ in range(8):
@@ -244,6 +252,7 @@ def test_a_stale_hessian_that_cannot_step_is_replaced_by_a_fresh_one(program_cas
     from emvi.models.newton import curvature
 
     model, data, init = program_case
+    model = plain(model)
     params = model.maximize(model.expect(data, init).stats, init)
     step = model.expect(data, params)  # the M-step's own trace, with its Hessian
     assert model._traces[0].hessian is not None
@@ -255,3 +264,51 @@ def test_a_stale_hessian_that_cannot_step_is_replaced_by_a_fresh_one(program_cas
     before = expected_complete(model, data, step.stats["resp"], params)
     after = expected_complete(model, data, step.stats["resp"], new)
     assert after > before + 1e-6 * abs(before)
+
+
+def test_squarem_em_is_monotone_and_reaches_the_plain_optimum(program_case):
+    """SQUAREM (the default) against plain GEM steps from the same start: the recorded
+    log-likelihood never drops (exactly: the guard compares what the E-step records), the
+    optimum is the same, and it takes fewer iterations."""
+    model, data, init = program_case
+    assert model.squarem
+    fast = fit_em(model, data, init, tol=1e-13, max_iter=3000)
+    slow = fit_em(plain(model), data, init, tol=1e-13, max_iter=3000)
+    assert fast.converged and slow.converged
+    assert bool((torch.diff(fast.objective) >= 0).all()), torch.diff(fast.objective).min()
+    assert fast.log_likelihood == pytest.approx(slow.log_likelihood, rel=1e-8)
+    for name, error in parameter_errors(model, slow.params, fast.params).items():
+        assert error <= 1e-4 * (1 + float(slow.params[name].abs().max())), (name, error)
+    assert fast.iterations < slow.iterations
+
+
+def test_an_overshooting_squarem_jump_is_refused(program_case, monkeypatch):
+    """A jump far past the optimum (forced here: 30 times the first EM step) lowers the
+    log-likelihood even after its stabilising step; the M-step must then keep the two
+    plain steps, so EM stays monotone and reaches the same optimum."""
+    from emvi.models import pyro_model
+
+    model, data, init = program_case
+    jumps = []
+
+    def overshoot(t0, t1, t2, largest):
+        jumps.append(t0 + 30 * (t1 - t0))
+        return jumps[-1], 30.0
+
+    monkeypatch.setattr(pyro_model, "squarem_jump", overshoot)
+    params = init
+    for _ in range(3):
+        step = model.expect(data, params)
+        new = model.maximize(step.stats, params)
+        after = float(model.expect(data, new).log_likelihood)
+        assert after >= float(step.log_likelihood)
+        probe = plain(model)  # a copy: the model's own traces carry its step cap
+        far = probe.expect(data, probe._unflatten(jumps[-1], params)).log_likelihood
+        assert float(far) < float(step.log_likelihood)  # the jump did overshoot
+        params = new
+    # refused steps at the cap shorten the next cap: from STEP_MAX0 = 4 to 1, not below
+    assert model._traces[0].step_max == 1.0
+    fit = fit_em(model, data, init, tol=1e-12, max_iter=3000)
+    assert fit.converged and bool((torch.diff(fit.objective) >= 0).all())
+    reference = fit_em(plain(model), data, init, tol=1e-12, max_iter=3000)
+    assert fit.log_likelihood == pytest.approx(reference.log_likelihood, rel=1e-8)
