@@ -108,8 +108,9 @@ class Chunks:
         for prepared in self.prepared():
             step = self.model.expect(prepared, params, hard, marginal)
             stats = add_stats(stats, step.stats)
-            if step.log_likelihood is step.objective:
-                log_lik = objective = objective + step.objective
+            if step.log_likelihood is step.objective:  # the first chunk's as it is
+                log_lik = objective = (step.objective if last is None
+                                       else objective + step.objective)
             else:
                 log_lik = None if step.log_likelihood is None else log_lik + step.log_likelihood
                 objective = objective + step.objective
@@ -200,8 +201,10 @@ class EMRun:
 
     def record(self, objective: torch.Tensor, log_lik: torch.Tensor | None, seconds: float):
         """Store this iteration's values for the active restarts (others repeat theirs)."""
+        same = log_lik is objective  # soft EM: one host synchronisation, not two
         objective = objective.reshape(-1).tolist()
-        log_lik = [math.nan] * len(objective) if log_lik is None else log_lik.reshape(-1).tolist()
+        log_lik = (objective if same else [math.nan] * len(objective) if log_lik is None
+                   else log_lik.reshape(-1).tolist())
         row = list(self.objectives[-1]) if self.objectives else [math.nan] * self.restarts
         lls = list(self.log_likelihoods[-1]) if self.log_likelihoods else [math.nan] * self.restarts
         for i, r in enumerate(self.active):

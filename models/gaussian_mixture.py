@@ -55,7 +55,7 @@ class GaussianMixture(Mixture):
         a fit computes them on demand). Everything else: the mixture's E-step."""
         if not hard and type(prepared) is Prepared and params["locs"].dim() == 2:
             family = self.family
-            standard = family._to_standard(params, prepared.shift)
+            standard = family._to_standard(params, prepared.shift, keep=True)
             natural = family._natural_or_none(prepared, standard, params)
             if natural is not None:
                 eta, log_norm = natural

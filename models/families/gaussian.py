@@ -113,6 +113,7 @@ class Gaussian(Family):
         self._eye = torch.eye(d, dtype=torch.float64)
         self._last_natural = None  # ((shift, *params), natural form or None)
         self._last_constants = None  # (shift, reg_covar, FitConstants)
+        self._last_standard = None  # ((shift, locs, scale), standardised parameters)
         self.reg_covar = reg_covar
 
     @property
@@ -168,8 +169,27 @@ class Gaussian(Family):
     def shift(self, data: torch.Tensor) -> Reference:
         return reference(data, common=self.covariance == "spherical")
 
-    def _to_standard(self, params, ref: Reference) -> Params:
-        """Parameters in standardised units: ``mu / s - c / s`` and scales over ``s``."""
+    def _to_standard(self, params, ref: Reference, keep: bool = False,
+                     reuse: bool = False) -> Params:
+        """Parameters in standardised units: ``mu / s - c / s`` and scales over ``s``.
+
+        ``keep`` (the E-step) stores the answer for these very tensors and ``reuse`` (the
+        statistics and the M-step of the same iteration) takes it back, as
+        :meth:`_natural_or_none` does: only the E-step stores, so a value changed in place
+        between two E-steps is never served stale.
+        """
+        if not (keep or reuse):
+            return self._standard(params, ref)
+        key = (ref, params.get("locs"), params.get(self.cov_name))
+        last = self._last_standard
+        if reuse and last is not None and all(a is b for a, b in zip(last[0], key)):
+            return Params(last[1])
+        out = self._standard(params, ref)
+        if keep:
+            self._last_standard = (key, out)  # one assignment: safe across threads
+        return Params(out)
+
+    def _standard(self, params, ref: Reference) -> Params:
         out = Params()
         if "locs" in params:
             out["locs"] = params["locs"] / ref.scale - ref.offset
@@ -220,16 +240,19 @@ class Gaussian(Family):
             tril = tril.unsqueeze(-3).expand(*batch, d, d)
         if len(batch) > 1:  # bmm works on 3-D stacks (far less overhead than matmul)
             tril, mu = tril.reshape(-1, d, d), mu.reshape(-1, d)
-        where = tril.device  # the constants below are made on the CPU; .to is free there
-        inv = torch.linalg.solve_triangular(tril, self._eye.to(where), upper=False)  # L^-1
+        eye, upper, off = self._eye, self._upper, self._off  # made on the CPU
+        if tril.device != eye.device:
+            eye, upper, off = eye.to(tril.device), upper.to(tril.device), off.to(tril.device)
+        inv = torch.linalg.solve_triangular(tril, eye, upper=False)  # L^-1
         white = torch.bmm(inv, mu.unsqueeze(-1))  # L^-1 mu
         lin = torch.bmm(inv.mT, white)  # precision @ mu
-        second = (torch.bmm(inv.mT, inv).flatten(-2).index_select(-1, self._upper.to(where))
-                  * self._off.to(where))
+        second = torch.bmm(inv.mT, inv).flatten(-2).index_select(-1, upper) * off
         log_norm = torch.diagonal(tril, 0, -2, -1).log().sum(-1)
         log_norm += 0.5 * (white.square().sum((-2, -1)) + d * LOG_2PI)
-        return torch.cat([lin.squeeze(-1), second], -1).reshape(*batch, -1), log_norm.reshape(
-            batch)
+        eta = torch.cat([lin.squeeze(-1), second], -1)
+        if len(batch) == 1:  # already (k, m) and (k,)
+            return eta, log_norm
+        return eta.reshape(*batch, -1), log_norm.reshape(batch)
 
     def prepare(self, data, shift):
         """The complete-data statistics; a chunk with missing entries (NaN) is kept as
@@ -284,7 +307,7 @@ class Gaussian(Family):
         return centred_differences(prepared.statistics[: self.dim], standard["locs"])
 
     def log_densities(self, prepared, params):
-        standard = self._to_standard(params, prepared.shift)
+        standard = self._to_standard(params, prepared.shift, keep=True)
         if isinstance(prepared, gm.MissingPrepared):
             return self._missing_log_densities(prepared, standard)
         natural = self._natural_or_none(prepared, standard, params)
@@ -309,7 +332,7 @@ class Gaussian(Family):
                 params = {**self._provisional(prepared, resp), **params}
             return self._missing_statistics(prepared, resp,
                                             self._to_standard(params, prepared.shift))
-        standard = self._to_standard(params, prepared.shift)
+        standard = self._to_standard(params, prepared.shift, reuse=True)
         if self.cov_name not in params or self._natural_or_none(prepared, standard, params,
                                                                 reuse=True) is None:
             return centred_statistics(self._differences(prepared, standard), resp,
@@ -364,7 +387,7 @@ class Gaussian(Family):
 
     def maximize(self, stats, params, fixed=frozenset()):
         ref = stats["reference"]
-        standard = self._to_standard(params, ref)
+        standard = self._to_standard(params, ref, reuse=True)
         prior = stats.get("prior") or {}
         if any(key in prior for key in ("locs", "covariances", "variances")):
             return gaussian_prior.map_step(self, stats, standard, ref, fixed, prior)
@@ -376,12 +399,14 @@ class Gaussian(Family):
         else:
             delta = stats["sums"] / n  # new mean minus current mean: (*B, k, d)
             locs = locs + delta
-            out["locs"] = (locs + ref.offset) * ref.scale
+        shifted = locs + ref.offset  # the means in the data's units, over s
+        if "locs" not in fixed:
+            out["locs"] = shifted * ref.scale
         if self.cov_name in fixed:
             return out
         second, d = stats["second"], self.dim
         reg = self._constants(ref).reg  # reg_covar is in the data's units
-        floor = self._resolution(locs, ref)
+        floor = self._resolution(locs, ref, shifted)
         if self.covariance == "spherical":
             var = (second / counts - delta.square().sum(-1)) / d
             out["scales"] = self._floored(var, reg[0], floor).sqrt() * ref.scale[0]
@@ -403,10 +428,12 @@ class Gaussian(Family):
         return out
 
     @staticmethod
-    def _resolution(locs: torch.Tensor, ref: Reference) -> torch.Tensor:
+    def _resolution(locs: torch.Tensor, ref: Reference,
+                    shifted: torch.Tensor | None = None) -> torch.Tensor:
         """``(*B, k)`` the smallest variance float64 resolves near each standardised mean:
-        a floor that keeps exact zeros (repeated points, ``reg_covar = 0``) from NaN."""
-        scale = (locs + ref.offset).abs().amax(-1)
+        a floor that keeps exact zeros (repeated points, ``reg_covar = 0``) from NaN
+        (``shifted``: ``locs + ref.offset`` when already at hand)."""
+        scale = (locs + ref.offset if shifted is None else shifted).abs().amax(-1)
         return (16 * EPS * scale).square().clamp_min(RESOLUTION_FLOOR)
 
     @staticmethod

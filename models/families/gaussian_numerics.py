@@ -266,7 +266,7 @@ def recentre(sums: torch.Tensor, offsets: torch.Tensor, counts: torch.Tensor, co
         second = quad - (2 * lin - n * offsets) * offsets
     else:
         full = quad[..., symmetric].unflatten(-1, (d, d))
-        cross = offsets.unsqueeze(-1) * lin.unsqueeze(-2)
-        second = full - cross - cross.mT + n.unsqueeze(-1) * offsets.unsqueeze(-1) * (
-            offsets.unsqueeze(-2))
+        column = offsets.unsqueeze(-1)
+        cross = column * lin.unsqueeze(-2)
+        second = full - cross - cross.mT + n.unsqueeze(-1) * column * offsets.unsqueeze(-2)
     return {"sums": centred, "second": second}

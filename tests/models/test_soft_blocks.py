@@ -87,3 +87,23 @@ def test_restarts_and_missing_entries_take_the_mixtures_e_step(soft_steps):
     holed[5, 1] = float("nan")
     fit_em(model, holed, init, max_iter=3)
     assert soft_steps == []
+
+
+@pytest.mark.parametrize("covariance", ["full", "spherical"])
+def test_m_step_reuses_the_e_steps_standardised_parameters_only_for_those_tensors(covariance):
+    """The M-step takes back what the E-step standardised only for the very same tensors:
+    asked about other parameters it computes them afresh."""
+    x = blobs(300, 2, seed=3)
+    model = GaussianMixture(k=3, dim=2, covariance=covariance)
+    a = start(model, x)
+    shift = model.shift(x)
+    prepared = model.prepare(x, shift)
+    stats = model.expect(prepared, a).stats  # stores a's standardised values
+    b = a.map(lambda v: v * 1.25)
+    fresh = GaussianMixture(k=3, dim=2, covariance=covariance)  # nothing kept
+    for key, value in fresh.maximize(stats, b, shift).items():
+        assert torch.equal(model.maximize(stats, b, shift)[key], value), key
+    a["locs"].mul_(1.25)  # changed in place: the next E-step (on b) replaces what was kept
+    model.expect(prepared, b)
+    for key, value in fresh.maximize(stats, a, shift).items():
+        assert torch.equal(model.maximize(stats, a, shift)[key], value), key
