@@ -73,6 +73,18 @@ def param_columns(params) -> list[str]:
     return names
 
 
+def history_table(model, fits: dict) -> tuple[list[str], list[list]]:
+    """``history.csv``'s header and rows: every path's trace, with its parameters per
+    iteration when they are at most :data:`MAX_TRACE_SCALARS` numbers."""
+    first = next(iter(fits.values()))
+    with_params = sum(v.numel() for v in first.params.values()) <= MAX_TRACE_SCALARS
+    header = ["method", "iteration", "seconds", "objective", "log_likelihood"]
+    if with_params:
+        header += param_columns({name: first.params[name] for name in model.specs})
+    rows = [row for label, fit in fits.items() for row in history_rows(label, fit, with_params)]
+    return header, rows
+
+
 def history_rows(label: str, fit, with_params: bool) -> list[list]:
     rows = []
     for i in range(len(fit.objective)):
@@ -280,12 +292,7 @@ def run_cell(cell: Experiment, source, reporter: Reporter) -> tuple[dict, str, d
                          truth=truth if comparable else None,
                          truth_assignments=assignments if true_k == model.k else None,
                          rtol=cell.compare["rtol"])
-    first = next(iter(fits.values()))
-    with_params = sum(v.numel() for v in first.params.values()) <= MAX_TRACE_SCALARS
-    header = ["method", "iteration", "seconds", "objective", "log_likelihood"]
-    if with_params:
-        header += param_columns({name: first.params[name] for name in model.specs})
-    rows = [row for label, fit in fits.items() for row in history_rows(label, fit, with_params)]
+    header, rows = history_table(model, fits)
     fixed = [name for name, spec in model.specs.items() if spec.fixed]
     alignment = align_fits(model, truth if comparable else None,
                            {label: fit.params for label, fit in fits.items()})

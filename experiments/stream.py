@@ -148,7 +148,7 @@ def run_streamed_cell(cell, source, reporter) -> tuple[dict, str, dict, dict]:
 
 
 def _run(cell, source, reporter, scratch: Path):
-    from .runner import check_memory, history_rows, matches, param_columns
+    from .runner import check_memory, history_table, matches
 
     model = build_model(cell.model, source)
     cell = copy.deepcopy(cell)
@@ -181,12 +181,7 @@ def _run(cell, source, reporter, scratch: Path):
     comparable = truth is not None and true_k == model.k and matches(model, truth)
     comparison = compare(*shown.values(), names=list(shown),
                          truth=truth if comparable else None, rtol=cell.compare["rtol"])
-    first = next(iter(fits.values()))
-    with_params = sum(v.numel() for v in first.params.values()) <= 400
-    header = ["method", "iteration", "seconds", "objective", "log_likelihood"]
-    if with_params:
-        header += param_columns({name: first.params[name] for name in model.specs})
-    rows = [row for label, fit in fits.items() for row in history_rows(label, fit, with_params)]
+    header, rows = history_table(model, fits)
     fixed = [name for name, spec in model.specs.items() if spec.fixed]
     alignment = align_fits(model, truth if comparable else None,
                            {label: fit.params for label, fit in fits.items()})

@@ -10,6 +10,7 @@ work running). ``EMVI_TEST_THREADS`` sets another count; subprocesses inherit it
 
 import os
 
+import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
@@ -26,3 +27,26 @@ settings.register_profile(
 )
 settings.register_profile("explore", deadline=None, max_examples=500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def emvi(capsys):
+    """Run the CLI in-process: returns (exit code, stdout, stderr)."""
+    from emvi.experiments.cli import main
+
+    def call(*args):
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    def write(text: str, name: str = "cfg.toml"):
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write

@@ -56,13 +56,13 @@ def test_parameters_on_another_device_than_the_data_are_refused():
 
 @no_cuda_only
 @pytest.mark.parametrize("how", ["flag", "config"])
-def test_emvi_run_on_a_missing_device_exits_2_in_one_line(how, emvi_cli, write_config,
+def test_emvi_run_on_a_missing_device_exits_2_in_one_line(how, emvi, write_config,
                                                          tmp_path):
     text = COINS + "plots = { enabled = false }\n"
     args = ["--device", "cuda"] if how == "flag" else []
     if how == "config":
         text = 'device = "cuda:1"\n' + text
-    code, _, err = emvi_cli("run", write_config(text), "--quiet", "--out", tmp_path / "runs",
+    code, _, err = emvi("run", write_config(text), "--quiet", "--out", tmp_path / "runs",
                             *args)
     assert code == 2, err
     lines = err.strip().splitlines()
@@ -71,44 +71,22 @@ def test_emvi_run_on_a_missing_device_exits_2_in_one_line(how, emvi_cli, write_c
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.json"))
 
 
-def test_a_misspelt_device_in_a_config_is_refused_at_load(emvi_cli, write_config, tmp_path):
-    code, _, err = emvi_cli("run", write_config('device = "gpu"\n' + COINS), "--quiet",
+def test_a_misspelt_device_in_a_config_is_refused_at_load(emvi, write_config, tmp_path):
+    code, _, err = emvi("run", write_config('device = "gpu"\n' + COINS), "--quiet",
                             "--out", tmp_path / "runs")
     assert code == 2 and "device: expected 'cpu', 'cuda' or 'cuda:N'" in err, err
 
 
-def test_device_cpu_runs_and_is_recorded(emvi_cli, write_config, tmp_path):
+def test_device_cpu_runs_and_is_recorded(emvi, write_config, tmp_path):
     import json
 
     path = write_config('device = "cpu"\n' + COINS + "plots = { enabled = false }\n")
-    code, _, err = emvi_cli("run", path, "--quiet", "--out", tmp_path / "runs", "--device",
+    code, _, err = emvi("run", path, "--quiet", "--out", tmp_path / "runs", "--device",
                             "cpu")
     assert code == 0, err
     run = next((tmp_path / "runs" / "cfg").iterdir())
     cell = json.loads((run / "metrics.json").read_text())["experiments"]["cfg"]["cells"][0]
     assert cell["device"] == "cpu"
-
-
-@pytest.fixture
-def emvi_cli(capsys):
-    from emvi.experiments.cli import main
-
-    def call(*args):
-        code = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
-
-
-@pytest.fixture
-def write_config(tmp_path):
-    def write(text: str, name: str = "cfg.toml"):
-        path = tmp_path / name
-        path.write_text(text, encoding="utf-8")
-        return path
-
-    return write
 
 
 @needs_cuda

@@ -35,22 +35,10 @@ def test_the_library_default_optimiser_is_the_one_the_readme_recommends():
     assert "fit_vi(model, data, init)" in readme.read_text(encoding="utf-8")
 
 
-def test_list_prints_every_option(emvi_cli):
-    code, out, _ = emvi_cli("list", "--options")
+def test_list_prints_every_option(emvi):
+    code, out, _ = emvi("list", "--options")
     assert code == 0
     for table in options.TABLES.values():
         for name, option in table.items():
             assert any(line.strip().startswith(name) and option.help[:30] in line
                        for line in out.splitlines()), name
-
-
-@pytest.fixture
-def emvi_cli(capsys):
-    from emvi.experiments.cli import main
-
-    def call(*args):
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
